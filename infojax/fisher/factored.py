@@ -1,0 +1,289 @@
+"""The factored strategy: per-layer sums of squares without per-example gradients of the whole model.
+
+For a layer whose per-example weight gradient is an outer product (a flax ``Dense`` on a flat input,
+``grad_W nll_n = a_n g_n^T`` with the layer input ``a_n`` and the gradient ``g_n`` of the loss in the
+layer's output), the sum over examples of squared gradients is one matrix product,
+
+    sum_n (a_n g_n^T)**2 = (A o A)^T (G o G),
+
+so the empirical Fisher diagonal costs a forward pass, the backward pass through the activations (no
+weight gradients) and one extra product per layer (Goodfellow 2015, "Efficient per-example gradient
+computations"; Dangel, Kunstner & Hennig 2020, "BackPACK", ICLR). The exact ("true") Fisher sums over
+the C output-Fisher columns before the product, ``(A o A)^T sum_c (G_c o G_c)``, so only the C
+activation backward passes remain and they run as one batched product.
+
+Layers whose per-example gradient is a sum of outer products (``Conv``, or ``Dense`` applied to inputs
+with extra axes) get their per-example weight gradients formed chunk by chunk (never the whole N x P
+tensor at once), squared and summed.
+
+Layers are found by intercepting flax ``nn.Dense`` and ``nn.Conv`` calls while ``apply_fn`` runs
+(``flax.linen.intercept_methods``); a zero "tap" added to each layer's output gives the output
+gradients. A layer's kernel is matched to a leaf of ``params`` by identity, so any pytree layout works.
+The strategy applies only when every parameter leaf belongs to exactly one recognised layer call;
+otherwise ``method="auto"`` uses the exact ``vmap`` strategy (never an approximation).
+
+Assumption (as for any per-example quantity): ``apply_fn`` treats examples independently, i.e. row n of
+every layer's input and output belongs to example n (no batch statistics).
+"""
+
+from typing import Any, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from infojax.fisher import _chunks
+
+
+class LayerSpec(NamedTuple):
+  """A recognised layer call (static information gathered while tracing)."""
+  kind: str                    # "dense" or "conv"
+  module: Any                  # an unbound clone of the flax module, to re-apply it
+  kernel_index: int            # index of the kernel in jax.tree.leaves(params)
+  bias_index: Optional[int]    # index of the bias, or None
+  kernel_shape: tuple
+  bias_shape: Optional[tuple]
+  input_shape: tuple           # with the leading example axis
+  output_shape: tuple
+  output_dtype: Any
+
+
+class Plan(NamedTuple):
+  """The result of inspecting ``apply_fn``: the layers, or why the factored strategy cannot apply."""
+  layers: tuple
+  reason: Optional[str]        # None when every parameter leaf is covered
+
+
+def _recognised(module) -> Optional[str]:
+  kind = {nn.Dense: "dense", nn.Conv: "conv"}.get(type(module))
+  if kind == "dense" and (module.dot_general is not None or module.dot_general_cls is not None):
+    return None
+  if kind == "conv" and (module.conv_general_dilated is not None
+                         or module.conv_general_dilated_cls is not None):
+    return None
+  return kind
+
+
+def _run_tapped(apply_fn, params, inputs, taps, on_layer=None):
+  """Runs ``apply_fn`` adding ``taps[i]`` to the output of the i-th recognised layer call.
+
+  Returns ``(outputs, layer_inputs)``. ``on_layer(module, kind, layer_input, layer_output)`` is called
+  for every recognised call (used when planning).
+  """
+  layer_inputs = []
+  busy = [False]
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if busy[0] or context.method_name != "__call__":
+      return next_fun(*args, **kwargs)
+    kind = _recognised(module)
+    if kind is None:
+      return next_fun(*args, **kwargs)
+    busy[0] = True
+    try:
+      output = next_fun(*args, **kwargs)
+      if on_layer is not None:
+        on_layer(module, kind, args[0], output)
+    finally:
+      busy[0] = False
+    index = len(layer_inputs)
+    layer_inputs.append(args[0])
+    if taps is not None:
+      output = output + taps[index]
+    return output
+
+  with nn.intercept_methods(interceptor):
+    outputs = apply_fn(params, inputs)
+  return outputs, layer_inputs
+
+
+def plan(apply_fn, params, inputs) -> Plan:
+  """Finds the recognised layers of ``apply_fn`` and checks that they cover every parameter.
+
+  Costs one abstract evaluation (no FLOPs). Safe to call under ``jit``.
+  """
+  layers = []
+  problems = []
+
+  def traced(params, inputs):
+    leaves = jax.tree.leaves(params)
+    index_of = {id(leaf): i for i, leaf in enumerate(leaves)}
+    num_examples = jax.tree.leaves(inputs)[0].shape[0]
+
+    def on_layer(module, kind, layer_input, layer_output):
+      variables = module.variables.get("params", {})
+      kernel = variables.get("kernel")
+      bias = variables.get("bias")
+      kernel_index = index_of.get(id(kernel))
+      bias_index = None if bias is None else index_of.get(id(bias))
+      if kernel_index is None or (bias is not None and bias_index is None):
+        problems.append(f"the parameters of {kind} layer {'/'.join(module.path)} are not leaves of "
+                        "params as passed (transformed inside apply_fn?)")
+        return
+      if (np.ndim(layer_input) < 2 or layer_input.shape[0] != num_examples
+          or layer_output.shape[0] != num_examples):
+        problems.append(f"{kind} layer {'/'.join(module.path)} does not keep the example axis first")
+        return
+      layers.append(LayerSpec(
+          kind=kind, module=module.clone(parent=None), kernel_index=kernel_index,
+          bias_index=bias_index, kernel_shape=tuple(kernel.shape),
+          bias_shape=None if bias is None else tuple(bias.shape),
+          input_shape=tuple(layer_input.shape), output_shape=tuple(layer_output.shape),
+          output_dtype=layer_output.dtype))
+
+    outputs, _ = _run_tapped(apply_fn, params, inputs, None, on_layer)
+    return outputs
+
+  jax.eval_shape(traced, params, inputs)
+  num_leaves = len(jax.tree.leaves(params))
+  owners = [0] * num_leaves
+  for layer in layers:
+    for index in (layer.kernel_index, layer.bias_index):
+      if index is not None:
+        owners[index] += 1
+  if not problems:
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    shared = [paths[i] for i, n in enumerate(owners) if n > 1]
+    missing = [paths[i] for i, n in enumerate(owners) if n == 0]
+    if shared:
+      problems.append(f"parameters used by more than one layer call: {shared}")
+    if missing:
+      problems.append(f"parameters outside flax Dense/Conv layers: {missing}")
+  return Plan(tuple(layers), "; ".join(problems) if problems else None)
+
+
+def _linearize(apply_fn, params, inputs, layers):
+  """Forward pass with taps; returns outputs, layer inputs and the pull-back to layer outputs."""
+  num_examples = jax.tree.leaves(inputs)[0].shape[0]
+  taps = [jnp.zeros((num_examples,) + layer.output_shape[1:], layer.output_dtype)
+          for layer in layers]
+
+  def forward(taps):
+    return _run_tapped(apply_fn, params, inputs, taps)
+
+  outputs, pullback, layer_inputs = jax.vjp(forward, taps, has_aux=True)
+  return outputs, layer_inputs, lambda cotangent: pullback(cotangent)[0]
+
+
+def _conv_kernel_gradient(layer: LayerSpec, layer_input, output_gradient):
+  """Per-example kernel gradient of a conv layer for one example (no batch axis)."""
+  zeros = {"kernel": jnp.zeros(layer.kernel_shape, output_gradient.dtype)}
+  if layer.bias_shape is not None:
+    zeros["bias"] = jnp.zeros(layer.bias_shape, output_gradient.dtype)
+
+  def conv(kernel):
+    return layer.module.apply({"params": {**zeros, "kernel": kernel}}, layer_input[None])
+
+  _, pullback = jax.vjp(conv, zeros["kernel"])
+  return pullback(output_gradient[None])[0]
+
+
+def _is_flat_dense(layer: LayerSpec) -> bool:
+  return layer.kind == "dense" and len(layer.input_shape) == 2
+
+
+def _example_gradients(layer: LayerSpec, layer_input, output_gradient):
+  """Per-example (kernel, bias) gradients of one layer: shapes (n, *kernel), (n, *bias) or None."""
+  if layer.kind == "dense":
+    kernel = jnp.einsum("n...i,n...o->nio", layer_input, output_gradient)
+  else:
+    kernel = jax.vmap(lambda a, g: _conv_kernel_gradient(layer, a, g))(layer_input, output_gradient)
+  bias = None
+  if layer.bias_index is not None:
+    axes = tuple(range(1, output_gradient.ndim - 1))
+    bias = jnp.sum(output_gradient, axis=axes)
+  return kernel, bias
+
+
+def _sum_squares(layer: LayerSpec, layer_input, output_gradients):
+  """sum_k sum_n of squared per-example gradients; ``output_gradients`` is (K, n, ...)."""
+  if _is_flat_dense(layer):
+    squared = jnp.sum(output_gradients * output_gradients, axis=0)
+    kernel = (layer_input * layer_input).T @ squared
+    bias = jnp.sum(squared, axis=0) if layer.bias_index is not None else None
+    return kernel, bias
+
+  def one_column(gradient):
+    kernel, bias = _example_gradients(layer, layer_input, gradient)
+    kernel = jnp.sum(kernel * kernel, axis=0)
+    return kernel, (None if bias is None else jnp.sum(bias * bias, axis=0))
+
+  return _chunks.chunked_sum(
+      lambda block: jax.tree.map(lambda x: jnp.sum(x, 0), jax.vmap(one_column)(block)),
+      output_gradients, 1)
+
+
+def _sq_norms(layer: LayerSpec, layer_input, output_gradients):
+  """Per-example sum_k of squared gradient norms, per leaf: shapes (n,), (n,) or None."""
+  if _is_flat_dense(layer):
+    gradient_sq = jnp.sum(output_gradients * output_gradients, axis=(0, 2))
+    kernel = jnp.sum(layer_input * layer_input, axis=1) * gradient_sq
+    return kernel, (gradient_sq if layer.bias_index is not None else None)
+
+  def one_column(gradient):
+    kernel, bias = _example_gradients(layer, layer_input, gradient)
+    kernel = jnp.sum(kernel * kernel, axis=tuple(range(1, kernel.ndim)))
+    return kernel, (None if bias is None else jnp.sum(bias * bias, axis=tuple(range(1, bias.ndim))))
+
+  return _chunks.chunked_sum(
+      lambda block: jax.tree.map(lambda x: jnp.sum(x, 0), jax.vmap(one_column)(block)),
+      output_gradients, 1)
+
+
+def _scatter(params, layers, per_layer):
+  """Places per-layer (kernel, bias) results at their leaves of ``params``."""
+  leaves, treedef = jax.tree.flatten(params)
+  placed = [None] * len(leaves)
+  for layer, (kernel, bias) in zip(layers, per_layer):
+    placed[layer.kernel_index] = kernel
+    if layer.bias_index is not None:
+      placed[layer.bias_index] = bias
+  return jax.tree.unflatten(treedef, placed)
+
+
+def _column_statistic(statistic, apply_fn, params, layers, column_fn, column_chunk):
+  """Builds ``fn(chunk of (inputs, targets, keys)) -> per-layer statistic summed over columns``."""
+
+  def fn(chunk):
+    inputs, targets, keys = chunk
+    outputs, layer_inputs, pullback = _linearize(apply_fn, params, inputs, layers)
+    outputs = jax.lax.stop_gradient(outputs)
+    columns = jax.vmap(column_fn)(outputs, targets, keys)       # (n, K, *out)
+    columns = jnp.moveaxis(columns, 1, 0)                       # (K, n, *out)
+
+    def per_block(block):
+      gradients = jax.vmap(pullback)(block)                     # per layer: (k, n, ...)
+      return [statistic(layer, a, g) for layer, a, g in zip(layers, layer_inputs, gradients)]
+
+    return _chunks.chunked_sum(per_block, columns, column_chunk)
+
+  return fn
+
+
+def sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, layers, chunk_size=None):
+  """``sum_n sum_k (J_n^T u_nk)**2`` per parameter, by the factored identities."""
+  fn = _column_statistic(_sum_squares, apply_fn, params, layers, column_fn, chunk_size)
+  return _scatter(params, layers, _chunks.chunked_sum(fn, (inputs, targets, keys), chunk_size))
+
+
+def example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, layers, chunk_size=None):
+  """``sum_k ||J_n^T u_nk||^2`` per example and per parameter leaf: leaves of shape (N,)."""
+  fn = _column_statistic(_sq_norms, apply_fn, params, layers, column_fn, chunk_size)
+  return _scatter(params, layers, _chunks.chunked_map(fn, (inputs, targets, keys), chunk_size))
+
+
+def example_gradients(apply_fn, params, inputs, targets, column_fn, *, layers, chunk_size=None):
+  """Per-example gradients ``J_n^T u_n`` (one column per example), leaves with a leading N."""
+
+  def fn(chunk):
+    inputs, targets = chunk
+    outputs, layer_inputs, pullback = _linearize(apply_fn, params, inputs, layers)
+    columns = jax.vmap(lambda z, y: column_fn(z, y, None)[0])(
+        jax.lax.stop_gradient(outputs), targets)
+    gradients = pullback(columns)
+    return [_example_gradients(layer, a, g)
+            for layer, a, g in zip(layers, layer_inputs, gradients)]
+
+  return _scatter(params, layers, _chunks.chunked_map(fn, (inputs, targets), chunk_size))

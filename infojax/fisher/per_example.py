@@ -1,0 +1,175 @@
+"""Per-example gradients and their norms, and the ``vmap`` strategy of the engine.
+
+The ``vmap`` strategy works for any ``apply_fn``: for each example it linearises the model once
+(``jax.vjp``) and pulls the K output-space columns back to the weights, in chunks of examples so that at
+most ``chunk_size * K`` per-example gradients exist at once. The ``factored`` strategy
+(``infojax.fisher.factored``) gives the same numbers for models made of flax ``Dense``/``Conv`` layers
+without forming per-example gradients of the whole model.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from infojax.fisher import _checks
+from infojax.fisher import _chunks
+from infojax.fisher import columns as columns_lib
+from infojax.fisher import factored
+
+# Default bound on the number of per-example gradient entries alive at once in the vmap strategy
+# (2**25 float32 values = 128 MiB).
+_VMAP_BUDGET = 2 ** 25
+
+
+def _example_pullback(apply_fn, params, example_input):
+  """``(outputs_n, pullback)`` for one example, evaluated as a batch of one."""
+  return jax.vjp(lambda p: apply_fn(p, jax.tree.map(lambda x: x[None], example_input))[0], params)
+
+
+def _column_gradients(apply_fn, params, column_fn, example):
+  """``J_n^T u_nk`` for the K columns of one example: leaves of shape (K, *leaf)."""
+  example_input, example_target, example_key = example
+  outputs, pullback = _example_pullback(apply_fn, params, example_input)
+  columns = column_fn(jax.lax.stop_gradient(outputs), example_target, example_key)
+  return jax.vmap(lambda column: pullback(column)[0])(columns)
+
+
+def _auto_chunk(params, num_columns: int, chunk_size):
+  if chunk_size is not None:
+    return chunk_size
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  return max(1, _VMAP_BUDGET // max(1, num_params * num_columns))
+
+
+def _num_columns(column_fn, params, apply_fn, inputs, targets, keys):
+  first = jax.tree.map(lambda x: x[0], (inputs, targets, keys))
+  outputs = jax.eval_shape(lambda p, x: apply_fn(p, jax.tree.map(lambda a: a[None], x))[0],
+                           params, first[0])
+  shape = jax.eval_shape(column_fn, outputs, first[1], first[2]).shape
+  return shape[0]
+
+
+def vmap_sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, chunk_size=None):
+  """``sum_n sum_k (J_n^T u_nk)**2`` per parameter with per-example ``vjp``s."""
+  num_columns = _num_columns(column_fn, params, apply_fn, inputs, targets, keys)
+
+  def fn(chunk):
+    gradients = jax.vmap(lambda e: _column_gradients(apply_fn, params, column_fn, e))(chunk)
+    return jax.tree.map(lambda g: jnp.sum(g * g, axis=(0, 1)), gradients)
+
+  chunk = _auto_chunk(params, num_columns, chunk_size)
+  return _chunks.chunked_sum(fn, (inputs, targets, keys), chunk)
+
+
+def vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, chunk_size=None):
+  """``sum_k ||J_n^T u_nk||^2`` per example and leaf, with per-example ``vjp``s."""
+  num_columns = _num_columns(column_fn, params, apply_fn, inputs, targets, keys)
+
+  def one(example):
+    gradients = _column_gradients(apply_fn, params, column_fn, example)
+    return jax.tree.map(jnp.sum, jax.tree.map(lambda g: g * g, gradients))
+
+  chunk = _auto_chunk(params, num_columns, chunk_size)
+  return _chunks.chunked_map(jax.vmap(one), (inputs, targets, keys), chunk)
+
+
+def vmap_example_gradients(apply_fn, params, inputs, targets, column_fn, *, chunk_size=None):
+  """Per-example gradients for a one-column ``column_fn``: leaves with a leading N."""
+
+  def one(example):
+    example_input, example_target = example
+    gradients = _column_gradients(apply_fn, params, column_fn,
+                                  (example_input, example_target, None))
+    return jax.tree.map(lambda g: g[0], gradients)
+
+  return _chunks.chunked_map(jax.vmap(one), (inputs, targets), chunk_size)
+
+
+def resolve_method(method: str, apply_fn, params, inputs):
+  """``("vmap", None)`` or ``("factored", layers)`` for a validated ``method``."""
+  if method == "vmap":
+    return "vmap", None
+  layer_plan = factored.plan(apply_fn, params, inputs)
+  if layer_plan.reason is None:
+    return "factored", layer_plan.layers
+  if method == "factored":
+    raise ValueError(
+        f'method="factored" needs every parameter inside a flax Dense or Conv layer call: '
+        f'{layer_plan.reason}. Use method="vmap" (exact for any model) or method="auto".')
+  return "vmap", None
+
+
+def sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, method, chunk_size):
+  """Dispatches ``sum_n sum_k (J_n^T u_nk)**2`` to the chosen strategy."""
+  strategy, layers = resolve_method(method, apply_fn, params, inputs)
+  if strategy == "factored":
+    return factored.sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn,
+                                   layers=layers, chunk_size=chunk_size)
+  return vmap_sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn,
+                             chunk_size=chunk_size)
+
+
+def example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, method, chunk_size):
+  """Dispatches the per-example, per-leaf ``sum_k ||J_n^T u_nk||^2`` to the chosen strategy."""
+  strategy, layers = resolve_method(method, apply_fn, params, inputs)
+  if strategy == "factored":
+    return factored.example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn,
+                                     layers=layers, chunk_size=chunk_size)
+  return vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn,
+                               chunk_size=chunk_size)
+
+
+def per_example_grads(apply_fn, params, batch, *, likelihood, method="auto", chunk_size=None):
+  """Gradients of each example's negative log-likelihood in the weights.
+
+  ``g_n = grad_w nll(apply_fn(w, x_n), y_n)`` (the loss of one example, not divided by N).
+
+  Args:
+    apply_fn: ``apply_fn(params, inputs) -> outputs``; must treat examples independently.
+    params: the parameter pytree (floating leaves).
+    batch: ``(inputs, targets)`` with a leading example axis N.
+    likelihood: an ``infojax.likelihoods.Likelihood``.
+    method: ``"auto"``, ``"vmap"`` or ``"factored"`` (see ``infojax.fisher.diagonal``).
+    chunk_size: examples per chunk (bounds the memory of intermediate results).
+
+  Returns:
+    A pytree with the structure of ``params`` whose leaves have a leading axis N.
+
+  Cost: one forward and backward pass per example (vmap), or one batched forward and activation
+  backward pass plus one outer product per layer (factored). Memory: N x P for the result.
+  """
+  _checks.check_kind("empirical")
+  _checks.check_method(method)
+  _checks.check_chunk_size(chunk_size)
+  inputs, targets, _, _ = _checks.check_call(apply_fn, params, batch, likelihood, method=method,
+                                             chunk_size=chunk_size)
+  column_fn = columns_lib.make_column_fn(likelihood, "empirical")
+  strategy, layers = resolve_method(method, apply_fn, params, inputs)
+  if strategy == "factored":
+    return factored.example_gradients(apply_fn, params, inputs, targets, column_fn,
+                                      layers=layers, chunk_size=chunk_size)
+  return vmap_example_gradients(apply_fn, params, inputs, targets, column_fn,
+                                chunk_size=chunk_size)
+
+
+def per_example_grad_norms(apply_fn, params, batch, *, likelihood, method="auto", chunk_size=None,
+                           per_leaf=False):
+  """L2 norms of the per-example gradients, without materialising them where the layer allows.
+
+  For a flat dense layer ``||a_n g_n^T||^2 = ||a_n||^2 ||g_n||^2``, so the factored strategy needs no
+  per-example gradient at all there (Goodfellow 2015, "Efficient per-example gradient computations").
+
+  Args:
+    apply_fn, params, batch, likelihood, method, chunk_size: as in ``per_example_grads``.
+    per_leaf: if True, return the norm of each leaf's block instead of the total.
+
+  Returns:
+    An array (N,) of norms, or with ``per_leaf=True`` a pytree like ``params`` of (N,) arrays.
+  """
+  inputs, targets, _, _ = _checks.check_call(apply_fn, params, batch, likelihood, method=method,
+                                             chunk_size=chunk_size)
+  column_fn = columns_lib.make_column_fn(likelihood, "empirical")
+  squares = example_sq_norms(apply_fn, params, inputs, targets, None, column_fn, method=method,
+                             chunk_size=chunk_size)
+  if per_leaf:
+    return jax.tree.map(jnp.sqrt, squares)
+  return jnp.sqrt(sum(jax.tree.leaves(squares)))
