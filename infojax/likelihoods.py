@@ -85,14 +85,13 @@ def _categorical_sample(key, logits, num_samples):
 
 def _categorical_factor(logits):
   """``S = diag(sqrt p) - p sqrt(p)^T`` per prediction, block-diagonal over the leading axes."""
-  probs = jax.nn.softmax(logits, axis=-1)
-  sqrt_probs = jnp.sqrt(probs)
   num_classes = logits.shape[-1]
-  # block[..., i, c] = sqrt(p_i) delta_ic - p_i sqrt(p_c): column c of S for each prediction.
-  block = (jnp.eye(num_classes, dtype=logits.dtype) * sqrt_probs[..., None, :]
-           - probs[..., :, None] * sqrt_probs[..., None, :])
   events = int(np.prod(logits.shape[:-1], dtype=np.int64))
-  block = block.reshape(events, num_classes, num_classes)
+  probs = jax.nn.softmax(logits, axis=-1).reshape(events, num_classes)
+  sqrt_probs = jnp.sqrt(probs)
+  # block[e, i, c] = sqrt(p_i) delta_ic - p_i sqrt(p_c): column c of S for prediction e.
+  block = (jnp.eye(num_classes, dtype=logits.dtype)[None] * sqrt_probs[:, None, :]
+           - probs[:, :, None] * sqrt_probs[:, None, :])
   # Column (e, c) is non-zero only on prediction e: shape (events, C_cols, events, C_rows).
   columns = jnp.einsum("eic,ef->ecfi", block, jnp.eye(events, dtype=logits.dtype))
   return columns.reshape((events * num_classes,) + logits.shape)
@@ -145,7 +144,7 @@ def gaussian(scale: float = 1.0) -> Likelihood:
 
   def sample(key, outputs, num_samples):
     noise = jax.random.normal(key, (num_samples,) + outputs.shape, outputs.dtype)
-    return outputs + scale * noise
+    return outputs[None] + scale * noise
 
   def fisher_factor(outputs):
     return _diagonal_factor(jnp.full(outputs.shape, 1.0 / scale, outputs.dtype))
@@ -169,7 +168,8 @@ def _bernoulli_nll(logits, targets):
 
 
 def _bernoulli_sample(key, logits, num_samples):
-  draws = jax.random.bernoulli(key, jax.nn.sigmoid(logits), (num_samples,) + logits.shape)
+  shape = (num_samples,) + logits.shape
+  draws = jax.random.bernoulli(key, jnp.broadcast_to(jax.nn.sigmoid(logits), shape), shape)
   return draws.astype(logits.dtype)
 
 

@@ -26,6 +26,7 @@ Assumption (as for any per-example quantity): ``apply_fn`` treats examples indep
 every layer's input and output belongs to example n (no batch statistics).
 """
 
+import itertools
 from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
@@ -34,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from infojax.fisher import _chunks
+from infojax.fisher import _sharding
 
 
 class LayerSpec(NamedTuple):
@@ -184,52 +186,133 @@ def _is_flat_dense(layer: LayerSpec) -> bool:
   return layer.kind == "dense" and len(layer.input_shape) == 2
 
 
-def _example_gradients(layer: LayerSpec, layer_input, output_gradient):
-  """Per-example (kernel, bias) gradients of one layer: shapes (n, *kernel), (n, *bias) or None."""
+def _conv_padding(layer: LayerSpec):
+  """The layer's padding as ``lax`` takes it, or None for paddings done outside the convolution."""
+  padding = layer.module.padding
+  if isinstance(padding, str):
+    return padding.upper() if padding.upper() in ("SAME", "VALID") else None
+  spatial = len(layer.kernel_shape) - 2
+  if isinstance(padding, int):
+    return [(padding, padding)] * spatial
+  pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+  return pairs if len(pairs) == spatial else None
+
+
+def _as_tuple(value, spatial):
+  if value is None:
+    return (1,) * spatial
+  return (value,) * spatial if isinstance(value, int) else tuple(value)
+
+
+def _has_patches(layer: LayerSpec, layer_input) -> bool:
+  """Whether the conv layer is a plain (strided, dilated, padded) convolution of one batch axis."""
+  module = layer.module
+  spatial = len(layer.kernel_shape) - 2
+  return (layer.kind == "conv" and layer_input.ndim == spatial + 2
+          and module.feature_group_count == 1 and module.mask is None
+          and all(d == 1 for d in _as_tuple(module.input_dilation, spatial))
+          and _conv_padding(layer) is not None)
+
+
+def _patches(layer: LayerSpec, layer_input):
+  """Input patches of a plain conv by strided slicing: (n, *out_spatial, prod(kernel) * Cin).
+
+  The feature order (kernel offsets, then input channels) matches the flax kernel layout
+  ``(*kernel_spatial, Cin, Cout)`` flattened. Slicing only moves memory, unlike a convolution with a
+  one-hot kernel (``lax.conv_general_dilated_patches``), which costs as much as a real convolution.
+  """
+  module = layer.module
+  spatial = len(layer.kernel_shape) - 2
+  window = layer.kernel_shape[:spatial]
+  strides = _as_tuple(module.strides, spatial)
+  dilation = _as_tuple(module.kernel_dilation, spatial)
+  dilated = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+  in_spatial = layer_input.shape[1:1 + spatial]
+  padding = _conv_padding(layer)
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(in_spatial, dilated, strides, padding)
+  padded = jnp.pad(layer_input, [(0, 0)] + [tuple(p) for p in padding] + [(0, 0)])
+  out_spatial = tuple((padded.shape[1 + i] - dilated[i]) // strides[i] + 1 for i in range(spatial))
+  slices = []
+  for offset in itertools.product(*(range(k) for k in window)):
+    begin = (0,) + tuple(o * d for o, d in zip(offset, dilation)) + (0,)
+    limit = ((layer_input.shape[0],)
+             + tuple(b + (m - 1) * s + 1 for b, m, s in zip(begin[1:], out_spatial, strides))
+             + (layer_input.shape[-1],))
+    slices.append(jax.lax.slice(padded, begin, limit, (1,) + strides + (1,)))
+  patches = jnp.stack(slices, axis=-2)                       # (n, *out, prod(kernel), Cin)
+  return patches.reshape(patches.shape[:1 + spatial] + (-1,))
+
+
+def _conv_patch_gradients(layer: LayerSpec, layer_input, output_gradients):
+  """Per-example, per-column kernel gradients of a plain conv: patches^T G, one product per example.
+
+  ``grad_W nll_nk = sum_p patch_np (x) g_nkp``: the input patches (n, P, prod(kernel)*Cin) times the
+  output gradients (n, K, P, Cout), batched over examples with the K columns side by side.
+  """
+  patches = _patches(layer, layer_input.astype(output_gradients.dtype))
+  n, k = output_gradients.shape[:2]
+  patches = patches.reshape(n, -1, patches.shape[-1])
+  gradients = output_gradients.reshape(n, k, -1, output_gradients.shape[-1])
+  kernel = jnp.einsum("npf,nkpo->nkfo", patches, gradients)
+  return kernel.reshape((n, k) + layer.kernel_shape)
+
+
+def _example_column_gradients(layer: LayerSpec, layer_input, output_gradients):
+  """Per-example, per-column (kernel, bias) gradients of one layer.
+
+  Args:
+    layer: the layer.
+    layer_input: (n, *input) inputs of the layer.
+    output_gradients: (n, K, *output) gradients in the layer's output, K columns per example.
+
+  Returns:
+    ``(kernel, bias)`` of shapes ``(n, K, *kernel_shape)`` and ``(n, K, *bias_shape)`` (or None).
+  """
   if layer.kind == "dense":
-    kernel = jnp.einsum("n...i,n...o->nio", layer_input, output_gradient)
+    kernel = jnp.einsum("n...i,nk...o->nkio", layer_input, output_gradients)
+  elif _has_patches(layer, layer_input):
+    kernel = _conv_patch_gradients(layer, layer_input, output_gradients)
   else:
-    kernel = jax.vmap(lambda a, g: _conv_kernel_gradient(layer, a, g))(layer_input, output_gradient)
+    # A scan over chunks rather than one vmap over a possibly sharded example axis (see
+    # per_example._auto_chunk: XLA mis-partitions the batched kernel gradient).
+    per_example = jax.vmap(lambda a, g: jax.vmap(lambda h: _conv_kernel_gradient(layer, a, h))(g))
+    chunk = -(-layer_input.shape[0] // jax.device_count())
+    kernel = _chunks.chunked_map(lambda xs: per_example(*xs), (layer_input, output_gradients),
+                                 chunk)
   bias = None
   if layer.bias_index is not None:
-    axes = tuple(range(1, output_gradient.ndim - 1))
-    bias = jnp.sum(output_gradient, axis=axes)
+    bias = jnp.sum(output_gradients, axis=tuple(range(2, output_gradients.ndim - 1)))
   return kernel, bias
 
 
+def _example_gradients(layer: LayerSpec, layer_input, output_gradient):
+  """Per-example (kernel, bias) gradients for one column: shapes (n, *kernel), (n, *bias)."""
+  kernel, bias = _example_column_gradients(layer, layer_input, output_gradient[:, None])
+  return kernel[:, 0], (None if bias is None else bias[:, 0])
+
+
 def _sum_squares(layer: LayerSpec, layer_input, output_gradients):
-  """sum_k sum_n of squared per-example gradients; ``output_gradients`` is (K, n, ...)."""
+  """sum_n sum_k of squared per-example gradients; ``output_gradients`` is (n, K, ...)."""
   if _is_flat_dense(layer):
-    squared = jnp.sum(output_gradients * output_gradients, axis=0)
+    squared = jnp.sum(output_gradients * output_gradients, axis=1)
     kernel = (layer_input * layer_input).T @ squared
     bias = jnp.sum(squared, axis=0) if layer.bias_index is not None else None
     return kernel, bias
-
-  def one_column(gradient):
-    kernel, bias = _example_gradients(layer, layer_input, gradient)
-    kernel = jnp.sum(kernel * kernel, axis=0)
-    return kernel, (None if bias is None else jnp.sum(bias * bias, axis=0))
-
-  return _chunks.chunked_sum(
-      lambda block: jax.tree.map(lambda x: jnp.sum(x, 0), jax.vmap(one_column)(block)),
-      output_gradients, 1)
+  kernel, bias = _example_column_gradients(layer, layer_input, output_gradients)
+  kernel = jnp.sum(kernel * kernel, axis=(0, 1))
+  return kernel, (None if bias is None else jnp.sum(bias * bias, axis=(0, 1)))
 
 
 def _sq_norms(layer: LayerSpec, layer_input, output_gradients):
   """Per-example sum_k of squared gradient norms, per leaf: shapes (n,), (n,) or None."""
   if _is_flat_dense(layer):
-    gradient_sq = jnp.sum(output_gradients * output_gradients, axis=(0, 2))
+    gradient_sq = jnp.sum(output_gradients * output_gradients, axis=(1, 2))
     kernel = jnp.sum(layer_input * layer_input, axis=1) * gradient_sq
     return kernel, (gradient_sq if layer.bias_index is not None else None)
-
-  def one_column(gradient):
-    kernel, bias = _example_gradients(layer, layer_input, gradient)
-    kernel = jnp.sum(kernel * kernel, axis=tuple(range(1, kernel.ndim)))
-    return kernel, (None if bias is None else jnp.sum(bias * bias, axis=tuple(range(1, bias.ndim))))
-
-  return _chunks.chunked_sum(
-      lambda block: jax.tree.map(lambda x: jnp.sum(x, 0), jax.vmap(one_column)(block)),
-      output_gradients, 1)
+  kernel, bias = _example_column_gradients(layer, layer_input, output_gradients)
+  kernel = jnp.sum(kernel * kernel, axis=tuple(range(1, kernel.ndim)))
+  return kernel, (None if bias is None else jnp.sum(bias * bias, axis=tuple(range(1, bias.ndim))))
 
 
 def _scatter(params, layers, per_layer):
@@ -244,20 +327,29 @@ def _scatter(params, layers, per_layer):
 
 
 def _column_statistic(statistic, apply_fn, params, layers, column_fn, column_chunk):
-  """Builds ``fn(chunk of (inputs, targets, keys)) -> per-layer statistic summed over columns``."""
+  """Builds ``fn(chunk of (inputs, targets, keys)) -> per-layer statistic summed over columns``.
+
+  Columns stay example-major, ``(n, K, ...)``, so that the K backward passes run as one product over
+  n * K rows.
+  """
 
   def fn(chunk):
     inputs, targets, keys = chunk
     outputs, layer_inputs, pullback = _linearize(apply_fn, params, inputs, layers)
     outputs = jax.lax.stop_gradient(outputs)
     columns = jax.vmap(column_fn)(outputs, targets, keys)       # (n, K, *out)
-    columns = jnp.moveaxis(columns, 1, 0)                       # (K, n, *out)
 
-    def per_block(block):
-      gradients = jax.vmap(pullback)(block)                     # per layer: (k, n, ...)
+    def per_block(block):                                       # block: (k, n, *out)
+      if block.shape[0] == 1:
+        gradients = [g[:, None] for g in pullback(block[0])]
+      else:
+        gradients = jax.vmap(pullback, in_axes=1, out_axes=1)(jnp.moveaxis(block, 0, 1))
       return [statistic(layer, a, g) for layer, a, g in zip(layers, layer_inputs, gradients)]
 
-    return _chunks.chunked_sum(per_block, columns, column_chunk)
+    # Under explicit sharding, batching the pull-back over columns needs a reshape of the sharded
+    # example axis that jax does not support: take the columns one at a time there.
+    chunk = 1 if _sharding.explicitly_sharded(inputs) else column_chunk
+    return _chunks.chunked_sum(per_block, jnp.moveaxis(columns, 1, 0), chunk)
 
   return fn
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from infojax.fisher import _checks
 from infojax.fisher import _chunks
+from infojax.fisher import _sharding
 from infojax.fisher import columns as columns_lib
 from infojax.fisher import factored
 
@@ -33,15 +34,26 @@ def _column_gradients(apply_fn, params, column_fn, example):
   return jax.vmap(lambda column: pullback(column)[0])(columns)
 
 
-def _auto_chunk(params, num_columns: int, chunk_size):
+def _auto_chunk(params, num_examples: int, num_columns: int, chunk_size):
+  """Examples per chunk for the vmap strategy.
+
+  Bounded by a memory budget and, on several devices, by ``ceil(N / device_count)``: a single
+  ``vmap`` of per-example convolution gradients over a batch sharded along the example axis is
+  mis-partitioned by XLA (jax 0.10; the kernel gradient becomes a ``feature_group_count = N``
+  convolution and comes back wrong under ``Auto`` axes), while a scan over chunks is exact.
+  """
   if chunk_size is not None:
     return chunk_size
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  return max(1, _VMAP_BUDGET // max(1, num_params * num_columns))
+  chunk = max(1, _VMAP_BUDGET // max(1, num_params * num_columns))
+  if jax.device_count() > 1:
+    chunk = min(chunk, max(1, -(-num_examples // jax.device_count())))
+  return chunk
 
 
 def _num_columns(column_fn, params, apply_fn, inputs, targets, keys):
-  first = jax.tree.map(lambda x: x[0], (inputs, targets, keys))
+  first = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                       (inputs, targets, keys))
   outputs = jax.eval_shape(lambda p, x: apply_fn(p, jax.tree.map(lambda a: a[None], x))[0],
                            params, first[0])
   shape = jax.eval_shape(column_fn, outputs, first[1], first[2]).shape
@@ -56,8 +68,8 @@ def vmap_sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, c
     gradients = jax.vmap(lambda e: _column_gradients(apply_fn, params, column_fn, e))(chunk)
     return jax.tree.map(lambda g: jnp.sum(g * g, axis=(0, 1)), gradients)
 
-  chunk = _auto_chunk(params, num_columns, chunk_size)
-  return _chunks.chunked_sum(fn, (inputs, targets, keys), chunk)
+  chunk = _auto_chunk(params, len(targets), num_columns, chunk_size)
+  return _chunks.chunked_sum(fn, _sharding.replicated((inputs, targets, keys)), chunk)
 
 
 def vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, chunk_size=None):
@@ -68,8 +80,8 @@ def vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *,
     gradients = _column_gradients(apply_fn, params, column_fn, example)
     return jax.tree.map(jnp.sum, jax.tree.map(lambda g: g * g, gradients))
 
-  chunk = _auto_chunk(params, num_columns, chunk_size)
-  return _chunks.chunked_map(jax.vmap(one), (inputs, targets, keys), chunk)
+  chunk = _auto_chunk(params, len(targets), num_columns, chunk_size)
+  return _chunks.chunked_map(jax.vmap(one), _sharding.replicated((inputs, targets, keys)), chunk)
 
 
 def vmap_example_gradients(apply_fn, params, inputs, targets, column_fn, *, chunk_size=None):
@@ -81,7 +93,8 @@ def vmap_example_gradients(apply_fn, params, inputs, targets, column_fn, *, chun
                                   (example_input, example_target, None))
     return jax.tree.map(lambda g: g[0], gradients)
 
-  return _chunks.chunked_map(jax.vmap(one), (inputs, targets), chunk_size)
+  chunk = _auto_chunk(params, len(targets), 1, chunk_size)
+  return _chunks.chunked_map(jax.vmap(one), _sharding.replicated((inputs, targets)), chunk)
 
 
 def resolve_method(method: str, apply_fn, params, inputs):

@@ -34,7 +34,7 @@ def _example(tree, n):
 
 
 def _columns(apply_fn, params, batch, likelihood, kind, key, mc_samples):
-  """Per example: (outputs_fn, list of output-space columns) in float64."""
+  """Yields ``(x_n, list of output-space columns)`` per example, in float64."""
   _require_x64()
   inputs, targets, num_examples, _ = _checks.check_call(
       apply_fn, params, batch, likelihood, kind=kind, key=key, mc_samples=mc_samples)
@@ -43,13 +43,10 @@ def _columns(apply_fn, params, batch, likelihood, kind, key, mc_samples):
     sampled = columns_lib.sample_targets(apply_fn, params, inputs, likelihood=likelihood, key=key,
                                          mc_samples=mc_samples)
   params64, inputs64, targets64 = _to64(params), _to64(inputs), _to64(targets)
+  outputs_fn = jax.jit(lambda p, x: apply_fn(p, x)[0])
   for n in range(num_examples):
     x_n = _example(inputs64, n)
-
-    def outputs_fn(p, x_n=x_n):
-      return apply_fn(p, x_n)[0]
-
-    z_n = outputs_fn(params64)
+    z_n = outputs_fn(params64, x_n)
     y_n = jax.tree.map(lambda t: t[n], targets64)
     if kind == "empirical":
       cols = [columns_lib.nll_gradient(likelihood, z_n, y_n)]
@@ -60,7 +57,12 @@ def _columns(apply_fn, params, batch, likelihood, kind, key, mc_samples):
       scale = 1.0 / np.sqrt(mc_samples)
       cols = [scale * columns_lib.nll_gradient(likelihood, z_n, _to64(sampled[n, s]))
               for s in range(mc_samples)]
-    yield outputs_fn, params64, cols
+    yield x_n, cols
+
+
+def _pullback_fn(apply_fn):
+  """``(params, x_n, column) -> J_n^T column`` for one example, compiled once."""
+  return jax.jit(lambda p, x, u: jax.vjp(lambda q: apply_fn(q, x)[0], p)[1](u)[0])
 
 
 def per_example_grads(apply_fn, params, batch, *, likelihood):
@@ -68,10 +70,9 @@ def per_example_grads(apply_fn, params, batch, *, likelihood):
   _require_x64()
   inputs, targets, num_examples, _ = _checks.check_call(apply_fn, params, batch, likelihood)
   params64, inputs64, targets64 = _to64(params), _to64(inputs), _to64(targets)
-  grads = []
-  for n in range(num_examples):
-    x_n, y_n = _example(inputs64, n), _example(targets64, n)
-    grads.append(jax.grad(lambda p: jnp.sum(likelihood.nll(apply_fn(p, x_n), y_n)))(params64))
+  grad_fn = jax.jit(jax.grad(lambda p, x, y: jnp.sum(likelihood.nll(apply_fn(p, x), y))))
+  grads = [grad_fn(params64, _example(inputs64, n), _example(targets64, n))
+           for n in range(num_examples)]
   return jax.tree.map(lambda *g: jnp.stack(g), *grads)
 
 
@@ -84,13 +85,12 @@ def per_example_grad_norms(apply_fn, params, batch, *, likelihood):
 
 def diagonal(apply_fn, params, batch, *, likelihood, kind="empirical", mc_samples=1, key=None):
   """Float64 Fisher diagonal by explicit loops over examples and output columns."""
+  pullback = _pullback_fn(apply_fn)
+  params64 = _to64(params)
   total, num_examples = None, 0
-  for outputs_fn, params64, cols in _columns(apply_fn, params, batch, likelihood, kind, key,
-                                             mc_samples):
-    _, pullback = jax.vjp(outputs_fn, params64)
+  for x_n, cols in _columns(apply_fn, params, batch, likelihood, kind, key, mc_samples):
     for column in cols:
-      (g,) = pullback(column)
-      squared = jax.tree.map(lambda x: x * x, g)
+      squared = jax.tree.map(lambda x: x * x, pullback(params64, x_n, column))
       total = squared if total is None else jax.tree.map(jnp.add, total, squared)
     num_examples += 1
   return jax.tree.map(lambda x: x / num_examples, total)
@@ -105,15 +105,13 @@ def trace(apply_fn, params, batch, *, likelihood, kind="empirical", mc_samples=1
 
 def matrix(apply_fn, params, batch, *, likelihood, kind="true", mc_samples=1, key=None):
   """The dense Fisher matrix (P x P, float64) over the flattened parameters (small models only)."""
+  flat, unravel = jax.flatten_util.ravel_pytree(_to64(params))
+  pullback = jax.jit(lambda f, x, u: jax.vjp(lambda q: apply_fn(unravel(q), x)[0], f)[1](u)[0])
   total, num_examples = None, 0
-  for outputs_fn, params64, cols in _columns(apply_fn, params, batch, likelihood, kind, key,
-                                             mc_samples):
-    flat, unravel = jax.flatten_util.ravel_pytree(params64)
-    _, pullback = jax.vjp(lambda f: outputs_fn(unravel(f)), flat)
+  for x_n, cols in _columns(apply_fn, params, batch, likelihood, kind, key, mc_samples):
     for column in cols:
-      (g,) = pullback(column)
-      outer = jnp.outer(g, g)
-      total = outer if total is None else total + outer
+      g = pullback(flat, x_n, column)
+      total = jnp.outer(g, g) if total is None else total + jnp.outer(g, g)
     num_examples += 1
   return total / num_examples
 
@@ -133,11 +131,10 @@ def hessian(apply_fn, params, batch, *, likelihood):
   inputs, targets, num_examples, _ = _checks.check_call(apply_fn, params, batch, likelihood)
   params64, inputs64, targets64 = _to64(params), _to64(inputs), _to64(targets)
   flat, unravel = jax.flatten_util.ravel_pytree(params64)
-  total = 0.0
-  for n in range(num_examples):
-    x_n, y_n = _example(inputs64, n), _example(targets64, n)
-    total = total + jax.hessian(
-        lambda f: jnp.sum(likelihood.nll(apply_fn(unravel(f), x_n), y_n)))(flat)
+  hessian_fn = jax.jit(jax.hessian(
+      lambda f, x, y: jnp.sum(likelihood.nll(apply_fn(unravel(f), x), y))))
+  total = sum(hessian_fn(flat, _example(inputs64, n), _example(targets64, n))
+              for n in range(num_examples))
   return total / num_examples
 
 
