@@ -384,12 +384,10 @@ def test_per_layer_and_per_filter_aggregation():
 
 @pytest.mark.parametrize("axis_type", ["explicit", "auto"])
 @pytest.mark.parametrize("kind", ["empirical", "true"])
-@pytest.mark.parametrize("case", ["cnn"])
-def test_sharded_batch_gives_the_single_device_answer(axis_type, kind, case):
+def test_sharded_batch_gives_the_single_device_answer(axis_type, kind):
   """Regression: a single vmap of per-example conv gradients over a sharded batch is wrong in XLA."""
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
-  del case  # Grouped and circular convolutions cannot be batched inside a mesh in jax 0.10.
   apply_fn, params, batch = _flax_case(CNN(), (9, 9, 2), num_examples=16, outputs=4)
   expected = diagonal(apply_fn, params, batch, likelihood=LIK, kind=kind)
   types = {"explicit": jax.sharding.AxisType.Explicit, "auto": jax.sharding.AxisType.Auto}
