@@ -63,13 +63,24 @@ class SequenceDense(nn.Module):
     return nn.Dense(3)(x.mean(axis=1))
 
 
-class WithLayerNorm(nn.Module):
+class WithNorms(nn.Module):
+  """Normalisation layers, recognised by the factored strategy."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.GroupNorm(num_groups=2)(nn.Conv(4, (3, 3))(x))
+    x = nn.LayerNorm(use_bias=False)(jnp.tanh(nn.Dense(6)(x.mean(axis=(1, 2)))))
+    x = nn.RMSNorm()(jnp.tanh(nn.Dense(5)(x)))
+    return nn.Dense(3)(x)
+
+
+class WithUnrecognisedLayer(nn.Module):
   """A parameterised layer that the factored strategy does not recognise."""
 
   @nn.compact
   def __call__(self, x):
-    x = nn.LayerNorm()(jnp.tanh(nn.Dense(6)(x)))
-    return nn.Dense(3)(x)
+    x = nn.Embed(4, 3)(jnp.argmax(x, axis=-1))       # (N, 3)
+    return nn.Dense(3)(jnp.tanh(nn.Dense(6)(x)))
 
 
 def _flax_case(module, input_shape, num_examples=6, seed=0, outputs=3):
@@ -105,6 +116,7 @@ CASES = {
     "cnn": lambda: _flax_case(CNN(), (9, 9, 2), outputs=4),
     "grouped_cnn": lambda: _flax_case(GroupedCNN(), (8, 2)),
     "sequence_dense": lambda: _flax_case(SequenceDense(), (5, 4)),
+    "norms": lambda: _flax_case(WithNorms(), (5, 5, 2)),
     "plain_function": _plain_case,
 }
 
@@ -172,12 +184,12 @@ def test_trace_matches_reference(case, kind, x64):
 
 
 def test_factored_strategy_is_chosen_only_when_every_parameter_is_understood():
-  for case in ("mlp", "cnn", "grouped_cnn", "sequence_dense"):
+  for case in ("mlp", "cnn", "grouped_cnn", "sequence_dense", "norms"):
     apply_fn, params, batch = CASES[case]()
     assert factored.plan(apply_fn, params, batch[0]).reason is None, case
-  apply_fn, params, batch = _flax_case(WithLayerNorm(), (4,))
+  apply_fn, params, batch = _flax_case(WithUnrecognisedLayer(), (4,))
   reason = factored.plan(apply_fn, params, batch[0]).reason
-  assert "LayerNorm" in reason
+  assert "Embed" in reason
   with pytest.raises(ValueError, match="factored"):
     ij.fisher.diagonal(apply_fn, params, batch, likelihood=LIK, method="factored")
   apply_fn, params, batch = _plain_case()
@@ -185,7 +197,7 @@ def test_factored_strategy_is_chosen_only_when_every_parameter_is_understood():
 
 
 def test_auto_is_exact_for_a_model_with_unrecognised_layers(x64):
-  apply_fn, params, batch = _flax_case(WithLayerNorm(), (4,))
+  apply_fn, params, batch = _flax_case(WithUnrecognisedLayer(), (4,))
   expected = ij.fisher.reference.diagonal(apply_fn, params, batch, likelihood=LIK, kind="true")
   actual = diagonal(apply_fn, params, batch, likelihood=LIK, kind="true")
   assert _relative_error(actual, expected) <= 1e-5
@@ -322,7 +334,7 @@ def test_gaussian_linear_regression_fisher_is_the_scaled_gram_matrix(x64):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["mlp", "cnn", "sequence_dense", "plain_function"])
+@pytest.mark.parametrize("case", ["mlp", "cnn", "sequence_dense", "norms", "plain_function"])
 def test_per_example_grads_and_norms_match_reference(case, x64):
   apply_fn, params, batch = CASES[case]()
   expected = ij.fisher.reference.per_example_grads(apply_fn, params, batch, likelihood=LIK)
@@ -448,3 +460,35 @@ def test_bad_input_gets_a_clear_error():
   with pytest.raises(ValueError, match="0 or 1"):
     ij.fisher.diagonal(lambda p, x: x @ p, jnp.ones((3, 2)),
                        (jnp.ones((4, 3)), jnp.full((4, 2), 0.5)), likelihood=ij.likelihoods.bernoulli())
+
+
+# ----------------------------------------------------------------------------------------------
+# The library's own models.
+# ----------------------------------------------------------------------------------------------
+
+
+LIBRARY_MODELS = {
+    "convnet": (lambda: ij.models.ConvNet(channels=(3, 4, 4), strides=(1, 2, 2), num_classes=5),
+                (8, 8, 2)),
+    "lenet5": (lambda: ij.models.LeNet5(num_classes=5), (8, 8, 1)),
+    "cnn1d": (lambda: ij.models.CNN1D(num_classes=5, channels=(3, 4), kernel_size=3), (12, 1)),
+    "allcnn": (lambda: ij.models.AllCNN(num_classes=5, width_multiplier=1 / 24), (8, 8, 3)),
+    "resnet18_none": (lambda: ij.models.ResNet18(num_classes=5, width_multiplier=1 / 16,
+                                                 norm="none"), (8, 8, 3)),
+    "resnet18_group": (lambda: ij.models.ResNet18(num_classes=5, width_multiplier=1 / 16,
+                                                  norm="group"), (8, 8, 3)),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n.startswith("resnet") else n
+    for n in sorted(LIBRARY_MODELS)])
+def test_library_models_match_reference(name, x64):
+  make, input_shape = LIBRARY_MODELS[name]
+  apply_fn, params = ij.models.init(make(), jax.random.key(0), (3,) + input_shape)
+  inputs = jax.random.normal(jax.random.key(1), (3,) + input_shape)
+  batch = (inputs, jnp.array([0, 3, 4]))
+  assert factored.plan(apply_fn, params, inputs).reason is None
+  expected = ij.fisher.reference.diagonal(apply_fn, params, batch, likelihood=LIK, kind="true")
+  actual = diagonal(apply_fn, params, batch, likelihood=LIK, kind="true")
+  assert _relative_error(actual, expected) <= 1e-5

@@ -16,9 +16,14 @@ Layers whose per-example gradient is a sum of outer products (``Conv``, or ``Den
 with extra axes) get their per-example weight gradients formed chunk by chunk (never the whole N x P
 tensor at once), squared and summed.
 
-Layers are found by intercepting flax ``nn.Dense`` and ``nn.Conv`` calls while ``apply_fn`` runs
+Layers are found by intercepting flax ``nn.Dense``, ``nn.Conv`` and normalisation calls while ``apply_fn`` runs
 (``flax.linen.intercept_methods``); a zero "tap" added to each layer's output gives the output
 gradients. A layer's kernel is matched to a leaf of ``params`` by identity, so any pytree layout works.
+Normalisation layers (flax ``LayerNorm``, ``GroupNorm``, ``RMSNorm``) whose statistics stay within an
+example are recognised too: their per-example scale gradient is ``sum_positions g o x_hat`` with the
+normalised input ``x_hat`` (the layer re-applied with unit scale and zero bias) and their bias gradient
+``sum_positions g``.
+
 The strategy applies only when every parameter leaf belongs to exactly one recognised layer call;
 otherwise ``method="auto"`` uses the exact ``vmap`` strategy (never an approximation).
 
@@ -40,11 +45,11 @@ from infojax.fisher import _sharding
 
 class LayerSpec(NamedTuple):
   """A recognised layer call (static information gathered while tracing)."""
-  kind: str                    # "dense" or "conv"
+  kind: str                    # "dense", "conv" or "norm"
   module: Any                  # an unbound clone of the flax module, to re-apply it
-  kernel_index: int            # index of the kernel in jax.tree.leaves(params)
+  kernel_index: Optional[int]  # index of the kernel (norm: scale) in jax.tree.leaves(params)
   bias_index: Optional[int]    # index of the bias, or None
-  kernel_shape: tuple
+  kernel_shape: Optional[tuple]
   bias_shape: Optional[tuple]
   input_shape: tuple           # with the leading example axis
   output_shape: tuple
@@ -57,14 +62,32 @@ class Plan(NamedTuple):
   reason: Optional[str]        # None when every parameter leaf is covered
 
 
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
 def _recognised(module) -> Optional[str]:
-  kind = {nn.Dense: "dense", nn.Conv: "conv"}.get(type(module))
-  if kind == "dense" and (module.dot_general is not None or module.dot_general_cls is not None):
-    return None
-  if kind == "conv" and (module.conv_general_dilated is not None
-                         or module.conv_general_dilated_cls is not None):
-    return None
-  return kind
+  """``"dense"``, ``"conv"`` or ``"norm"`` for a layer the strategy understands, else None."""
+  if type(module) is nn.Dense:
+    custom = module.dot_general is not None or module.dot_general_cls is not None
+    return None if custom else "dense"
+  if type(module) is nn.Conv:
+    custom = module.conv_general_dilated is not None or module.conv_general_dilated_cls is not None
+    return None if custom else "conv"
+  if type(module) in _NORMS and module.axis_name is None:
+    return "norm"
+  return None
+
+
+def _norm_is_per_example(module, ndim: int) -> bool:
+  """A norm layer whose statistics stay within each example and whose features are the last axis."""
+  def canonical(axes, default):
+    axes = default if axes is None else axes
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return {a % ndim for a in axes}
+
+  reduction = canonical(module.reduction_axes, tuple(range(1, ndim)))
+  features = canonical(getattr(module, "feature_axes", -1), -1)
+  return 0 not in reduction and features == {ndim - 1}
 
 
 def _run_tapped(apply_fn, params, inputs, taps, on_layer=None):
@@ -115,22 +138,26 @@ def plan(apply_fn, params, inputs) -> Plan:
     num_examples = jax.tree.leaves(inputs)[0].shape[0]
 
     def on_layer(module, kind, layer_input, layer_output):
+      name = f"{kind} layer {'/'.join(module.path)}"
       variables = module.variables.get("params", {})
-      kernel = variables.get("kernel")
+      weight = variables.get("scale" if kind == "norm" else "kernel")
       bias = variables.get("bias")
-      kernel_index = index_of.get(id(kernel))
+      weight_index = None if weight is None else index_of.get(id(weight))
       bias_index = None if bias is None else index_of.get(id(bias))
-      if kernel_index is None or (bias is not None and bias_index is None):
-        problems.append(f"the parameters of {kind} layer {'/'.join(module.path)} are not leaves of "
-                        "params as passed (transformed inside apply_fn?)")
+      if (weight is not None and weight_index is None) or (bias is not None and bias_index is None):
+        problems.append(f"the parameters of {name} are not leaves of params as passed "
+                        "(transformed inside apply_fn?)")
         return
       if (np.ndim(layer_input) < 2 or layer_input.shape[0] != num_examples
           or layer_output.shape[0] != num_examples):
-        problems.append(f"{kind} layer {'/'.join(module.path)} does not keep the example axis first")
+        problems.append(f"{name} does not keep the example axis first")
+        return
+      if kind == "norm" and not _norm_is_per_example(module, np.ndim(layer_input)):
+        problems.append(f"{name} normalises across examples or over non-trailing features")
         return
       layers.append(LayerSpec(
-          kind=kind, module=module.clone(parent=None), kernel_index=kernel_index,
-          bias_index=bias_index, kernel_shape=tuple(kernel.shape),
+          kind=kind, module=module.clone(parent=None), kernel_index=weight_index,
+          bias_index=bias_index, kernel_shape=None if weight is None else tuple(weight.shape),
           bias_shape=None if bias is None else tuple(bias.shape),
           input_shape=tuple(layer_input.shape), output_shape=tuple(layer_output.shape),
           output_dtype=layer_output.dtype))
@@ -269,7 +296,13 @@ def _example_column_gradients(layer: LayerSpec, layer_input, output_gradients):
   Returns:
     ``(kernel, bias)`` of shapes ``(n, K, *kernel_shape)`` and ``(n, K, *bias_shape)`` (or None).
   """
-  if layer.kind == "dense":
+  middle = tuple(range(2, output_gradients.ndim - 1))
+  if layer.kind == "norm":
+    kernel = None
+    if layer.kernel_index is not None:
+      normalised = _normalised(layer, layer_input).astype(output_gradients.dtype)
+      kernel = jnp.sum(output_gradients * normalised[:, None], axis=middle)
+  elif layer.kind == "dense":
     kernel = jnp.einsum("n...i,nk...o->nkio", layer_input, output_gradients)
   elif _has_patches(layer, layer_input):
     kernel = _conv_patch_gradients(layer, layer_input, output_gradients)
@@ -282,14 +315,24 @@ def _example_column_gradients(layer: LayerSpec, layer_input, output_gradients):
                                  chunk)
   bias = None
   if layer.bias_index is not None:
-    bias = jnp.sum(output_gradients, axis=tuple(range(2, output_gradients.ndim - 1)))
+    bias = jnp.sum(output_gradients, axis=middle)
   return kernel, bias
+
+
+def _normalised(layer: LayerSpec, layer_input):
+  """The norm layer's output with unit scale and zero bias: ``d output / d scale``."""
+  unit = {}
+  if layer.kernel_shape is not None:
+    unit["scale"] = jnp.ones(layer.kernel_shape, layer.output_dtype)
+  if layer.bias_shape is not None:
+    unit["bias"] = jnp.zeros(layer.bias_shape, layer.output_dtype)
+  return layer.module.apply({"params": unit}, layer_input)
 
 
 def _example_gradients(layer: LayerSpec, layer_input, output_gradient):
   """Per-example (kernel, bias) gradients for one column: shapes (n, *kernel), (n, *bias)."""
-  kernel, bias = _example_column_gradients(layer, layer_input, output_gradient[:, None])
-  return kernel[:, 0], (None if bias is None else bias[:, 0])
+  return jax.tree.map(lambda x: x[:, 0],
+                      _example_column_gradients(layer, layer_input, output_gradient[:, None]))
 
 
 def _sum_squares(layer: LayerSpec, layer_input, output_gradients):
@@ -299,9 +342,8 @@ def _sum_squares(layer: LayerSpec, layer_input, output_gradients):
     kernel = (layer_input * layer_input).T @ squared
     bias = jnp.sum(squared, axis=0) if layer.bias_index is not None else None
     return kernel, bias
-  kernel, bias = _example_column_gradients(layer, layer_input, output_gradients)
-  kernel = jnp.sum(kernel * kernel, axis=(0, 1))
-  return kernel, (None if bias is None else jnp.sum(bias * bias, axis=(0, 1)))
+  return jax.tree.map(lambda x: jnp.sum(x * x, axis=(0, 1)),
+                      _example_column_gradients(layer, layer_input, output_gradients))
 
 
 def _sq_norms(layer: LayerSpec, layer_input, output_gradients):
@@ -310,9 +352,8 @@ def _sq_norms(layer: LayerSpec, layer_input, output_gradients):
     gradient_sq = jnp.sum(output_gradients * output_gradients, axis=(1, 2))
     kernel = jnp.sum(layer_input * layer_input, axis=1) * gradient_sq
     return kernel, (gradient_sq if layer.bias_index is not None else None)
-  kernel, bias = _example_column_gradients(layer, layer_input, output_gradients)
-  kernel = jnp.sum(kernel * kernel, axis=tuple(range(1, kernel.ndim)))
-  return kernel, (None if bias is None else jnp.sum(bias * bias, axis=tuple(range(1, bias.ndim))))
+  return jax.tree.map(lambda x: jnp.sum(x * x, axis=tuple(range(1, x.ndim))),
+                      _example_column_gradients(layer, layer_input, output_gradients))
 
 
 def _scatter(params, layers, per_layer):
@@ -320,7 +361,8 @@ def _scatter(params, layers, per_layer):
   leaves, treedef = jax.tree.flatten(params)
   placed = [None] * len(leaves)
   for layer, (kernel, bias) in zip(layers, per_layer):
-    placed[layer.kernel_index] = kernel
+    if layer.kernel_index is not None:
+      placed[layer.kernel_index] = kernel
     if layer.bias_index is not None:
       placed[layer.bias_index] = bias
   return jax.tree.unflatten(treedef, placed)
