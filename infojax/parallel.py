@@ -1,0 +1,194 @@
+"""From one laptop to a TPU pod: process initialisation, the data mesh and global batches.
+
+JAX is the distributed engine: ``jax.distributed`` connects the processes, a one-axis device mesh
+(``"data"``) spans every device of every process, and each process's local batch becomes one global
+array sharded over that axis (``jax.make_array_from_process_local_data``). Parameters are replicated.
+Everything downstream (training steps, the Fisher engine) runs under ``jit`` on the global arrays and
+gives the numbers of one device holding the whole batch, up to float rounding.
+
+The same command runs on every host. Multi-process runs are recognised from
+
+* TPU pods and SLURM jobs (``jax.distributed.initialize()``'s cluster auto-detection), or
+* ``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0), ``INFOJAX_NUM_PROCESSES`` and
+  ``INFOJAX_PROCESS_ID``, all three or none, or the same values passed as arguments.
+"""
+
+import os
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import numpy as np
+
+DATA_AXIS = "data"
+
+_ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
+_ENV_NUM_PROCESSES = "INFOJAX_NUM_PROCESSES"
+_ENV_PROCESS_ID = "INFOJAX_PROCESS_ID"
+
+
+class ProcessInfo(NamedTuple):
+  """Where this process stands: its index, the number of processes and the devices."""
+  process_index: int
+  process_count: int
+  local_device_count: int
+  device_count: int
+  platform: str
+
+
+def _process_info() -> ProcessInfo:
+  return ProcessInfo(jax.process_index(), jax.process_count(), jax.local_device_count(),
+                     jax.device_count(), jax.default_backend())
+
+
+def _cluster_detected() -> bool:
+  """A multi-host TPU pod or a multi-task SLURM job, as ``jax.distributed`` would detect it."""
+  tpu_hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  if "," in tpu_hosts or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"):
+    return True
+  return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in os.environ
+
+
+def _explicit_settings(coordinator_address, num_processes, process_id):
+  values = {
+      "coordinator_address": coordinator_address or os.environ.get(_ENV_COORDINATOR) or None,
+      "num_processes": (num_processes if num_processes is not None
+                        else os.environ.get(_ENV_NUM_PROCESSES) or None),
+      "process_id": process_id if process_id is not None else os.environ.get(_ENV_PROCESS_ID),
+  }
+  if values["process_id"] == "":
+    values["process_id"] = None
+  given = {k for k, v in values.items() if v is not None}
+  if not given:
+    return None
+  if len(given) != 3:
+    missing = sorted(set(values) - given)
+    raise ValueError(
+        f"maybe_initialize: a multi-process run needs the coordinator address, the number of "
+        f"processes and this process's id together ({_ENV_COORDINATOR}, {_ENV_NUM_PROCESSES}, "
+        f"{_ENV_PROCESS_ID} or the matching arguments); missing {missing}.")
+  try:
+    num = int(values["num_processes"])
+    index = int(values["process_id"])
+  except ValueError as error:
+    raise ValueError(f"maybe_initialize: the number of processes and the process id must be "
+                     f"integers; got {values['num_processes']!r} and {values['process_id']!r}."
+                     ) from error
+  if num < 1 or not 0 <= index < num:
+    raise ValueError(f"maybe_initialize: need num_processes >= 1 and 0 <= process_id < "
+                     f"num_processes; got num_processes={num}, process_id={index}.")
+  if ":" not in str(values["coordinator_address"]):
+    raise ValueError("maybe_initialize: the coordinator address must be host:port; got "
+                     f"{values['coordinator_address']!r}.")
+  return str(values["coordinator_address"]), num, index
+
+
+def maybe_initialize(*, coordinator_address: Optional[str] = None,
+                     num_processes: Optional[int] = None,
+                     process_id: Optional[int] = None) -> ProcessInfo:
+  """Connects the processes of a multi-host run; does nothing on a single host.
+
+  Call it first in every script, before anything touches a device.
+
+  Args:
+    coordinator_address: ``host:port`` of process 0 (else ``$JAX_COORDINATOR_ADDRESS``).
+    num_processes: the number of processes (else ``$INFOJAX_NUM_PROCESSES``).
+    process_id: this process's index (else ``$INFOJAX_PROCESS_ID``).
+
+  Returns:
+    The process index and count and the local and global device counts.
+
+  Raises:
+    ValueError: for partial or inconsistent settings (e.g. an address without a process id).
+  """
+  settings = _explicit_settings(coordinator_address, num_processes, process_id)
+  if jax.distributed.is_initialized():
+    return _process_info()
+  if settings is not None:
+    address, num, index = settings
+    if num > 1:
+      # Collectives between CPU processes (laptops, tests) go through gloo; this only concerns
+      # the CPU backend and leaves GPU and TPU collectives alone.
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+      jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=index)
+  elif _cluster_detected():
+    jax.distributed.initialize()
+  return _process_info()
+
+
+def data_mesh(devices: Optional[Sequence] = None, *, axis_name: str = DATA_AXIS,
+              axis_type: str = "auto") -> jax.sharding.Mesh:
+  """A one-axis mesh over every device of every process (data parallelism).
+
+  Args:
+    devices: the devices (default: all, ``jax.devices()``).
+    axis_name: the mesh axis the example axis is sharded over.
+    axis_type: ``"auto"`` (XLA propagates shardings; contractions over the example axis just work)
+      or ``"explicit"`` (shardings are part of the types; the engine handles both).
+  """
+  types = {"auto": jax.sharding.AxisType.Auto, "explicit": jax.sharding.AxisType.Explicit}
+  if axis_type not in types:
+    raise ValueError(f'axis_type must be "auto" or "explicit"; got {axis_type!r}.')
+  devices = list(jax.devices() if devices is None else devices)
+  return jax.make_mesh((len(devices),), (axis_name,), axis_types=(types[axis_type],),
+                       devices=devices)
+
+
+def check_global_batch_size(global_batch_size: int, mesh: Optional[jax.sharding.Mesh] = None,
+                            *, axis_name: str = DATA_AXIS) -> None:
+  """Raises a clear error unless the global batch splits evenly over the data axis."""
+  mesh = data_mesh() if mesh is None else mesh
+  shards = mesh.shape[axis_name]
+  if global_batch_size < 1 or global_batch_size % shards:
+    raise ValueError(
+        f"the global batch size ({global_batch_size}) must be a positive multiple of the number of "
+        f"devices on the '{axis_name}' axis ({shards}); with {jax.process_count()} process(es), "
+        f"each process's local batch must be a multiple of {shards // jax.process_count()}.")
+
+
+def batch_sharding(mesh: Optional[jax.sharding.Mesh] = None, *,
+                   axis_name: str = DATA_AXIS) -> jax.sharding.NamedSharding:
+  """Shards the leading (example) axis over ``axis_name``."""
+  mesh = data_mesh() if mesh is None else mesh
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
+
+
+def replicated_sharding(mesh: Optional[jax.sharding.Mesh] = None) -> jax.sharding.NamedSharding:
+  mesh = data_mesh() if mesh is None else mesh
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def shard_batch(local_batch, mesh: Optional[jax.sharding.Mesh] = None, *,
+                axis_name: str = DATA_AXIS):
+  """Turns each process's local batch into global arrays sharded over the data axis.
+
+  Args:
+    local_batch: a pytree of arrays with a leading example axis, this process's share (processes
+      hold equal shares; process p's examples come p-th in the global batch).
+    mesh: the device mesh (default: ``data_mesh()`` over all devices).
+    axis_name: the mesh axis to shard the example axis over.
+
+  Returns:
+    The same pytree of global ``jax.Array``s, leading axis ``local_size * process_count``.
+  """
+  mesh = data_mesh() if mesh is None else mesh
+  sizes = {np.shape(x)[0] for x in jax.tree.leaves(local_batch)}
+  if len(sizes) != 1:
+    raise ValueError(f"shard_batch: every leaf needs the same leading (example) axis; got sizes "
+                     f"{sorted(sizes)}.")
+  (local_size,) = sizes
+  check_global_batch_size(local_size * jax.process_count(), mesh, axis_name=axis_name)
+  sharding = batch_sharding(mesh, axis_name=axis_name)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def replicate(tree, mesh: Optional[jax.sharding.Mesh] = None):
+  """Places a pytree (e.g. parameters) on every device of the mesh."""
+  sharding = replicated_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_callback(
+      np.shape(x), sharding, lambda index, x=np.asarray(x): x[index]), tree)
+
+
+def is_main_process() -> bool:
+  """Process 0 writes metrics, plots and summaries."""
+  return jax.process_index() == 0
