@@ -105,7 +105,8 @@ def _categorical_validate(outputs_shape, targets):
     raise TypeError(
         f"categorical likelihood: targets must be integer class labels; got dtype {targets.dtype}.")
   if _is_concrete(targets) and targets.size:
-    low, high = int(jnp.min(targets)), int(jnp.max(targets))
+    values = np.asarray(targets)   # host numpy: jnp would trace under an enclosing jit
+    low, high = int(values.min()), int(values.max())
     if low < 0 or high >= outputs_shape[-1]:
       raise ValueError(
           f"categorical likelihood: targets must lie in [0, {outputs_shape[-1] - 1}] "

@@ -52,7 +52,8 @@ def check_params(params) -> None:
           f"dtype {dtype}.")
   if is_concrete(params):
     for path, leaf in leaves:
-      if not bool(jnp.all(jnp.isfinite(leaf))):
+      # Host numpy, not jnp: under an enclosing jit, jnp on a closed-over constant is a tracer.
+      if not np.all(np.isfinite(np.asarray(leaf))):
         raise ValueError(f"params: leaf {_leaf_name(path)} contains non-finite values (NaN or inf).")
 
 

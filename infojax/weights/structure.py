@@ -1,0 +1,195 @@
+"""The structure function of a task, traced through the information Lagrangian.
+
+Achille, Paolini, Mbeng & Soatto, "The information complexity of learning tasks, their structure and
+their distance" (arXiv 1904.03292), science.md §3.1-3.2: the structure function
+
+    S(t) = min_{KL(Q || P) <= t} E_{w ~ Q}[L_D(w)]
+
+is traced by minimising the Lagrangian ``E_Q L_D + beta KL(Q || P)`` for a sweep of ``beta``: each
+minimiser is a point ``(KL(Q*_beta || P), E_{Q*_beta} L_D)`` of (the lower convex hull of) S, where
+S has slope ``-beta`` (in the loss units of ``beta``). The sweep runs from large ``beta`` to small,
+each fit warm-started from the previous solution: at large ``beta`` the optimum is near the prior (a
+unique, simple solution, and the natural start ``Q = P``), and lowering ``beta`` adds information a
+little at a time, the annealing of the paper's Proposition 6.4.
+
+The knee. With the **summed** loss ``N L_D`` in nats, ``S(t) + t`` is the two-part code length of
+the data (model, then labels given the model). Kolmogorov's minimal sufficient statistic is the
+simplest model that reaches the minimal total code length, after which S decreases with slope -1
+(one nat of information buys only one nat of loss: memorisation of noise). `kolmogorov_knee` returns
+that point: the smallest information among the traced points whose ``N E_Q L_D + KL`` is within
+``tolerance`` of its minimum; equivalently where the slope of S crosses -1, i.e. ``beta_sum = 1``.
+For random labels ``S(t) ~ N log|Y| - t`` from the start, and the knee is the uniform model at
+``t = 0``.
+"""
+
+from typing import Any, Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from infojax.weights import posterior as posterior_lib
+
+
+class StructureFunction(NamedTuple):
+  """Points of the structure function from a ``beta`` sweep, in sweep order (``beta`` decreasing).
+
+  Attributes:
+    beta: ``(K,)``, the trade-offs, in the ``reduction`` they were given in.
+    information: ``(K,)``, ``KL(Q_beta || P)`` in nats (exact for the fitted Q).
+    expected_loss: ``(K,)``, ``E_{Q_beta} L_D`` (mean loss, as ``loss_fn`` returns it), a
+      Monte-Carlo estimate.
+    lagrangian: ``(K,)``, ``expected_loss + beta_mean * information`` (mean-loss units).
+    information_per_leaf: a pytree like the weights with ``(K,)`` leaves: where the information is.
+  """
+  beta: jax.Array
+  information: jax.Array
+  expected_loss: jax.Array
+  lagrangian: jax.Array
+  information_per_leaf: Any
+
+
+def trace_structure_function(loss_fn, posterior: posterior_lib.GaussianPosterior, batch, betas, *,
+                             key: jax.Array, optimizer: optax.GradientTransformation,
+                             prior_variance, num_steps: int, prior_mean=None, num_samples: int = 1,
+                             eval_samples: int = 64, reduction: str = "mean",
+                             num_examples: Optional[int] = None) -> StructureFunction:
+  """Traces ``S(t)`` by minimising the information Lagrangian for each ``beta``, warm-started.
+
+  For each ``beta`` (largest first): ``num_steps`` full-batch steps of
+  `infojax.weights.posterior.information_lagrangian_fit` from the previous ``beta``'s Q (with a
+  fresh optimiser state), then ``E_Q L_D`` from ``eval_samples`` weight draws and the exact KL. The
+  whole sweep is one compiled program (a `lax.scan` over ``beta`` around the `lax.scan` over steps).
+  For minibatches, drive `information_lagrangian_fit` directly.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar`` mean data loss.
+    posterior: the starting `GaussianPosterior`; ``gaussian_posterior(prior_mean, prior_variance)``
+      (the prior, the large-``beta`` optimum) or one around a trained network.
+    batch: the training set, passed to ``loss_fn``.
+    betas: the trade-offs (> 0), in the convention of ``reduction``; swept in decreasing order.
+    key: a PRNG key (fits and evaluations use keys split from it).
+    optimizer: an optax transformation, e.g. ``optax.adam(1e-2)``.
+    prior_variance: ``lambda^2``.
+    num_steps: optimisation steps per ``beta``.
+    prior_mean: ``w0``; ``None`` for zero.
+    num_samples: weight draws per optimisation step.
+    eval_samples: weight draws for the reported ``E_Q L_D``.
+    reduction: ``"mean"`` or ``"sum"``, the loss ``betas`` refer to (see ``convert_beta``).
+    num_examples: N, needed for ``reduction="sum"``.
+
+  Returns:
+    A `StructureFunction`.
+
+  Cost: ``len(betas) * (num_steps * num_samples + eval_samples)`` evaluations of ``loss_fn``.
+  """
+  betas = np.asarray(betas, dtype=np.float64)
+  if betas.ndim != 1 or betas.size < 1 or not np.all(betas > 0):
+    raise ValueError(f"betas must be a non-empty 1-D sequence of positive values; got {betas}.")
+  betas = np.sort(betas)[::-1]
+  if not isinstance(posterior, posterior_lib.GaussianPosterior):
+    raise TypeError(f"posterior must be a GaussianPosterior; got {type(posterior).__name__}.")
+  dtype = jnp.result_type(*jax.tree.leaves(posterior.mean))
+  fit_keys, eval_keys = jnp.split(jax.random.split(key, 2 * betas.size), 2)
+
+  def sweep_step(current, inputs):
+    beta, fit_key, eval_key = inputs
+    lagrangian_fit = posterior_lib.information_lagrangian_fit(
+        loss_fn, beta=beta, optimizer=optimizer, prior_mean=prior_mean, num_samples=num_samples,
+        reduction=reduction, num_examples=num_examples)
+    state = lagrangian_fit.init(current, fit_key, prior_variance=prior_variance)
+    state, _ = posterior_lib.fit(lagrangian_fit.update, state, batch, num_steps=num_steps)
+    per_weight = lagrangian_fit.information(state)
+    information = posterior_lib.total(per_weight)
+    expected_loss = jnp.mean(posterior_lib.sampled_losses(
+        loss_fn, state.posterior, batch, key=eval_key, num_samples=eval_samples))
+    beta_mean = posterior_lib.convert_beta(beta, num_examples=num_examples,
+                                           from_reduction=reduction, to_reduction="mean")
+    point = StructureFunction(beta=beta, information=information, expected_loss=expected_loss,
+                              lagrangian=expected_loss + beta_mean * information,
+                              information_per_leaf=posterior_lib.sum_per_leaf(per_weight))
+    return state.posterior, point
+
+  @jax.jit
+  def sweep(start, betas_array, fit_keys, eval_keys):
+    return jax.lax.scan(sweep_step, start, (betas_array, fit_keys, eval_keys))[1]
+
+  return sweep(posterior, jnp.asarray(betas, dtype), fit_keys, eval_keys)
+
+
+def kolmogorov_knee(information, expected_loss, *, num_examples, tolerance: float = 1.0):
+  """The index of the Kolmogorov-minimal-sufficient point of a traced structure function.
+
+  Among the points, the one of smallest information whose two-part code length
+  ``num_examples * expected_loss + information`` (summed nats) is within ``tolerance`` of the
+  minimum (science.md §3.1; see the module docstring). Sufficiency is defined up to additive
+  constants; ``tolerance`` (1 nat by default, which also absorbs rounding) should be raised to the
+  Monte-Carlo noise of ``num_examples * expected_loss`` when that is larger.
+
+  Args:
+    information: ``(K,)``, nats.
+    expected_loss: ``(K,)``, the mean loss in nats (multiplied by ``num_examples``; pass
+      ``num_examples=1`` for a loss that is already summed).
+    num_examples: N.
+    tolerance: nats of code length.
+
+  Returns:
+    An int32 scalar index (jit-able).
+  """
+  information = jnp.asarray(information)
+  expected_loss = jnp.asarray(expected_loss)
+  if information.ndim != 1 or information.shape != expected_loss.shape or information.size < 1:
+    raise ValueError(f"information and expected_loss must be 1-D of one length >= 1; got shapes "
+                     f"{information.shape} and {expected_loss.shape}.")
+  code_length = num_examples * expected_loss + information
+  near_minimal = code_length <= jnp.min(code_length) + tolerance
+  return jnp.argmin(jnp.where(near_minimal, information, jnp.inf)).astype(jnp.int32)
+
+
+def plot_structure_functions(curves: Mapping[str, StructureFunction], path: str, *,
+                             num_examples: Optional[int] = None, tolerance: float = 1.0,
+                             title: Optional[str] = None) -> str:
+  """Draws ``E_Q L_D`` against ``KL(Q || P)`` for one or more traced structure functions, to a PNG.
+
+  With ``num_examples``, each curve's `kolmogorov_knee` is marked and a dashed line of slope -1 in
+  summed nats (``-1/N`` per nat for the mean loss) is drawn through it: the memorisation asymptote.
+  matplotlib (Agg canvas, no pyplot state) is imported here, not with the module.
+
+  Args:
+    curves: label -> `StructureFunction`, e.g. ``{"real labels": ..., "random labels": ...}``.
+    path: the output ``.png`` file.
+    num_examples: N, to mark knees and slopes.
+    tolerance: passed to `kolmogorov_knee`.
+    title: a title over the figure.
+
+  Returns:
+    ``path``.
+  """
+  if not curves:
+    raise ValueError("plot_structure_functions: curves must hold at least one StructureFunction.")
+  from matplotlib.figure import Figure
+
+  figure = Figure(figsize=(5.5, 4.0), layout="constrained")
+  axis = figure.subplots()
+  for label, curve in curves.items():
+    information = np.asarray(curve.information)
+    loss = np.asarray(curve.expected_loss)
+    order = np.argsort(information)
+    (line,) = axis.plot(information[order], loss[order], marker="o", markersize=3, label=label)
+    if num_examples is not None:
+      knee = int(kolmogorov_knee(information, loss, num_examples=num_examples,
+                                 tolerance=tolerance))
+      axis.plot(information[knee], loss[knee], marker="*", markersize=12, color=line.get_color(),
+                linestyle="none", label=f"{label}: knee at {information[knee]:.3g} nats")
+      span = np.array([information[knee], information.max()])
+      axis.plot(span, loss[knee] - (span - information[knee]) / num_examples, linestyle="--",
+                color=line.get_color(), alpha=0.6)
+  axis.set_xlabel("information in the weights KL(Q || P) [nats]")
+  axis.set_ylabel("expected training loss E_Q L_D [nats]")
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize="small")
+  if title:
+    axis.set_title(title)
+  figure.savefig(path, dpi=120)
+  return path
