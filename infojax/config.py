@@ -1,0 +1,142 @@
+"""Configs and flags shared by the experiments and their scripts.
+
+An experiment is configured by ``configs/<name>.py``, a Python file with ``get_config(arg=None)``
+returning an ``ml_collections.ConfigDict`` (``arg="smoke"`` shrinks it to seconds). A script parses
+``--config=configs/<name>.py[:arg]`` with overrides such as ``--config.optimizer.lr=0.1`` (unknown
+keys and wrong types are errors) and ``--workdir``, then calls
+``infojax.experiments.<name>.run(config, workdir)``.
+"""
+
+import json
+import os
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import ml_collections
+from absl import app
+from absl import flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from infojax.io import metrics as metrics_lib
+
+CONFIG_FILE = "config.json"
+
+
+def optimizer_config(**overrides) -> ml_collections.ConfigDict:
+  """An optimiser config with every field `infojax.train.make_optimizer` reads, then ``overrides``.
+
+  Defaults: plain SGD (``momentum=0``), ``lr=0.1``, constant schedule, no weight decay. Unknown
+  override names are errors.
+  """
+  config = ml_collections.ConfigDict({
+      "name": "sgd",
+      "lr": 0.1,
+      "momentum": 0.0,
+      "nesterov": False,
+      "b1": 0.9,
+      "b2": 0.999,
+      "weight_decay": 0.0,
+      "schedule": "constant",
+      "decay_epochs": (),
+      "decay_factor": 1.0,
+      "warmup_epochs": 0,
+  })
+  unknown = set(overrides) - set(config)
+  if unknown:
+    raise ValueError(f"optimizer_config: unknown fields {sorted(unknown)}; known: {sorted(config)}.")
+  config.update(overrides)
+  return config
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  """The config as plain JSON-compatible values (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list:
+  if isinstance(saved, dict) and isinstance(current, dict):
+    names = sorted(set(saved) | set(current))
+    return [d for n in names
+            for d in _differences(saved.get(n), current.get(n), f"{prefix}{n}.")]
+  return [] if saved == current else [f"{prefix[:-1]}: {saved!r} -> {current!r}"]
+
+
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Creates ``workdir`` and saves the config there as ``config.json`` (process 0).
+
+  A workdir that already holds a run (its ``config.json``) must have been made by the same config,
+  so that a restarted run resumes the same experiment.
+
+  Returns:
+    The absolute workdir path.
+
+  Raises:
+    ValueError: if ``workdir`` holds a run with a different config (the message lists the changed
+      fields).
+  """
+  if not workdir:
+    raise ValueError("prepare_workdir: workdir must be a non-empty path.")
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = config_to_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    changed = _differences(saved, current)
+    if changed:
+      raise ValueError(
+          f"{workdir} holds a run with a different config ({'; '.join(changed)}); use a fresh "
+          "--workdir, or delete this one to start over.")
+  elif metrics_lib.is_primary_process():
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+      json.dump(current, f, indent=2, sort_keys=True)
+    os.replace(temporary, path)
+  return workdir
+
+
+class ScriptFlags(NamedTuple):
+  """The flags of an experiment script, from `define_flags`."""
+  config: flags.FlagHolder
+  workdir: flags.FlagHolder
+  flag_values: flags.FlagValues
+
+  def read(self, argv: Sequence[str]):
+    """The parsed ``(config, workdir)``, inside ``main(argv)`` of ``absl.app.run``.
+
+    Rejects extra positional arguments, and turns absl logging down to warnings unless
+    ``--verbosity`` was given (``absl.app`` raises it to INFO, and orbax logs every save at INFO).
+    """
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected positional arguments: {list(argv[1:])}")
+    if "verbosity" in self.flag_values and not self.flag_values["verbosity"].present:
+      absl_logging.set_verbosity(absl_logging.WARNING)
+    return self.config.value, self.workdir.value
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
+                 argv: Optional[Sequence[str]] = None) -> ScriptFlags:
+  """Defines ``--config`` (an ml_collections config file, locked) and ``--workdir``, both required.
+
+  Args:
+    flag_values: where to define them (tests pass a fresh ``flags.FlagValues()``).
+    argv: the command line the ``--config.*`` override flags are read from; ``None``: ``sys.argv``.
+
+  Returns:
+    A `ScriptFlags`; call its ``read(argv)`` in ``main``.
+  """
+  config_holder = config_flags.DEFINE_config_file(
+      "config", None, "Experiment config file, e.g. configs/info_plot.py or configs/info_plot.py:smoke.",
+      flag_values=flag_values, lock_config=True, sys_argv=None if argv is None else list(argv))
+  workdir_holder = flags.DEFINE_string(
+      "workdir", None, "Directory for config.json, metrics.jsonl, checkpoints and plots; rerun with "
+      "the same one to resume.", flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
+  return ScriptFlags(config=config_holder, workdir=workdir_holder, flag_values=flag_values)
+
+
+def summary_line(name: str, summary: Mapping[str, Any], workdir: Optional[str] = None) -> str:
+  """The one-line summary a script prints at the end of a run."""
+  line = f"{name}: {metrics_lib.format_record(summary)}"
+  return line if workdir is None else f"{line} (outputs in {workdir})"

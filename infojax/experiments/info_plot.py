@@ -1,0 +1,193 @@
+"""Information in the weights during training: the trace of the Fisher, epoch by epoch.
+
+The experiment of the lecture's "information plot" (Achille, Rovere & Soatto 2019, "Critical
+learning periods in deep networks", ICLR; science.md §1.3): train a CNN with SGD and, at every epoch,
+measure the trace of the Fisher information of the weights, both the true Fisher (labels from the
+model, an exact expectation) and the empirical Fisher (the data labels), on a fixed class-balanced
+probe set from the training split. The trace rises quickly in the first epochs, as the network
+memorises, then falls as it consolidates. Part of the fall is the saturation of the softmax on fitted
+examples (science.md §1.3, "Confound to report").
+
+Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one record per epoch, epoch 0 being the
+initialisation), ``info_plot.png`` (Fisher traces and accuracy against epoch), ``summary.txt`` and
+``checkpoints/``.
+"""
+
+import os
+from typing import Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from infojax import config as config_lib
+from infojax import data
+from infojax import fisher
+from infojax import io
+from infojax import likelihoods
+from infojax import models
+from infojax import train
+
+PLOT_FILE = "info_plot.png"
+SUMMARY_FILE = "summary.txt"
+
+
+def balanced_probe_indices(labels: np.ndarray, *, per_class: int, num_classes: int,
+                           seed: int) -> np.ndarray:
+  """``per_class`` example indices of each class, drawn without replacement with ``seed``.
+
+  Args:
+    labels: int ``(N,)`` labels in ``[0, num_classes)``.
+    per_class: examples per class (positive).
+    num_classes: the number of classes; each must have at least ``per_class`` examples.
+    seed: fixes the draw.
+
+  Returns:
+    int ``(num_classes * per_class,)`` indices, grouped by class.
+  """
+  labels = np.asarray(labels)
+  if per_class < 1:
+    raise ValueError(f"balanced_probe_indices: per_class must be positive; got {per_class}.")
+  rng = np.random.default_rng(seed)
+  indices = []
+  for label in range(num_classes):
+    members = np.flatnonzero(labels == label)
+    if members.size < per_class:
+      raise ValueError(
+          f"balanced_probe_indices: class {label} has {members.size} examples, fewer than "
+          f"per_class={per_class}.")
+    indices.append(np.sort(rng.choice(members, size=per_class, replace=False)))
+  return np.concatenate(indices)
+
+
+def fisher_trace_hook(apply_fn: Callable, probe: tuple, *, kinds: Sequence[str] = ("empirical",
+                                                                                      "true"),
+                      likelihood=None, method: str = "auto", chunk_size=None) -> train.loop.Hook:
+  """A `fit` hook measuring the trace of the Fisher on a fixed probe set, exactly.
+
+  Args:
+    apply_fn: ``apply_fn(params, inputs) -> logits``.
+    probe: ``(inputs, labels)``, the probe set (e.g. from `balanced_probe_indices`).
+    kinds: Fisher kinds to measure, ``"empirical"`` and/or ``"true"`` (see `infojax.fisher.trace`).
+    likelihood: default `infojax.likelihoods.categorical()`.
+    method, chunk_size: as in `infojax.fisher.trace`.
+
+  Returns:
+    ``hook(epoch, state) -> {"fisher_trace_<kind>": scalar}``, one jitted program for all kinds.
+
+  Cost per call: for P probe examples and C classes, about P (empirical) plus P*C (true)
+  per-example gradient norms.
+  """
+  likelihood = likelihoods.categorical() if likelihood is None else likelihood
+  if not kinds or any(kind not in ("empirical", "true") for kind in kinds):
+    raise ValueError(f"fisher_trace_hook: kinds must be 'empirical' and/or 'true'; got {kinds}.")
+  probe = jax.device_put(tuple(probe))
+
+  @jax.jit
+  def traces(params, probe):
+    return {f"fisher_trace_{kind}": fisher.trace(
+        apply_fn, params, probe, likelihood=likelihood, kind=kind, method=method,
+        chunk_size=chunk_size) for kind in kinds}
+
+  def hook(epoch, state):
+    del epoch
+    return traces(state.params, probe)
+
+  return hook
+
+
+def _summary(history, kinds):
+  last = history[-1]
+  summary = {"epochs": last["epoch"]}
+  summary.update({k: last[k] for k in ("train_loss", "train_accuracy", "test_loss",
+                                       "test_accuracy") if k in last})
+  for kind in kinds:
+    name = f"fisher_trace_{kind}"
+    epochs = [r["epoch"] for r in history]
+    values = [r[name] for r in history]
+    peak = int(np.argmax(values))
+    summary.update({f"{name}_initial": values[0], f"{name}_peak": values[peak],
+                    f"{name}_peak_epoch": epochs[peak], f"{name}_final": values[-1]})
+  return summary
+
+
+def _summary_text(config, summary, kinds):
+  lines = [f"info_plot: {config.model} on {config.dataset}, {summary['epochs']} epochs, "
+           f"seed {config.seed}.",
+           f"final: train loss {summary['train_loss']:.4g}, train accuracy "
+           f"{summary['train_accuracy']:.4f}, test loss {summary['test_loss']:.4g}, "
+           f"test accuracy {summary['test_accuracy']:.4f}."]
+  for kind in kinds:
+    name = f"fisher_trace_{kind}"
+    lines.append(
+        f"{kind} Fisher trace on the probe set: {summary[name + '_initial']:.4g} at "
+        f"initialisation, peak {summary[name + '_peak']:.4g} at epoch "
+        f"{summary[name + '_peak_epoch']}, {summary[name + '_final']:.4g} at the end.")
+  return "\n".join(lines) + "\n"
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains, measuring the Fisher trace every epoch; resumes if ``workdir`` holds the same run.
+
+  Args:
+    config: see ``configs/info_plot.py``.
+    workdir: the output directory.
+
+  Returns:
+    The summary (on process 0; ``{}`` on the others, which write nothing): final ``train_loss``,
+    ``train_accuracy``, ``test_loss``, ``test_accuracy``, and for each Fisher kind its trace at
+    initialisation, its peak (and the epoch) and its final value.
+  """
+  workdir = config_lib.prepare_workdir(config, workdir)
+  info = data.dataset_info(config.dataset)
+  splits = {split: data.load(config.dataset, split, data_dir=config.data_dir)
+            for split in ("train", "test")}
+  splits = {split: {"image": arrays["image"], "label": arrays["label"]}
+            for split, arrays in splits.items()}
+
+  model = models.get_model(config.model, num_classes=info.num_classes, **config.model_kwargs)
+  init_key, run_key = jax.random.split(jax.random.key(config.seed))
+  variables = jax.jit(model.init)(init_key, splits["train"]["image"][:1])
+  if set(variables) != {"params"}:
+    raise ValueError(
+        f"info_plot: model {config.model!r} has non-trainable collections "
+        f"{sorted(set(variables) - {'params'})} (e.g. BatchNorm statistics); the per-example Fisher "
+        "needs a model that treats examples independently. Choose a variant without them.")
+  apply_fn = models.make_apply_fn(model)
+
+  num_train = splits["train"]["label"].shape[0]
+  if config.batch_size > num_train:
+    raise ValueError(f"info_plot: batch_size {config.batch_size} exceeds the {num_train} training "
+                     "examples.")
+  optimizer = train.make_optimizer(config.optimizer, steps_per_epoch=num_train // config.batch_size,
+                                   num_epochs=config.num_epochs)
+  state = train.init_state(variables["params"], optimizer, key=run_key)
+  probe_index = balanced_probe_indices(splits["train"]["label"],
+                                       per_class=config.fisher.probe_per_class,
+                                       num_classes=info.num_classes, seed=config.seed)
+  probe = (splits["train"]["image"][probe_index], splits["train"]["label"][probe_index])
+  kinds = tuple(config.fisher.kinds)
+  hook = fisher_trace_hook(apply_fn, probe, kinds=kinds, method=config.fisher.method,
+                           chunk_size=config.fisher.chunk_size)
+
+  result = train.fit(
+      train.classification(apply_fn), optimizer, state, train_data=splits["train"],
+      batch_size=config.batch_size, seed=config.seed, num_epochs=config.num_epochs,
+      eval_data={"test": splits["test"]}, eval_batch_size=config.eval_batch_size, hooks=[hook],
+      workdir=workdir, checkpoint_every=config.checkpoint_every)
+
+  if not io.is_primary_process():
+    return {}
+  history = result.history
+  summary = _summary(history, kinds)
+  io.plot_metrics(
+      history, os.path.join(workdir, PLOT_FILE),
+      panels={"Fisher trace (probe set)": [f"fisher_trace_{kind}" for kind in kinds],
+              "accuracy": ["train_accuracy", "test_accuracy"]},
+      log_scale=["Fisher trace (probe set)"],
+      labels={"fisher_trace_empirical": "empirical Fisher", "fisher_trace_true": "true Fisher",
+              "train_accuracy": "train (epoch mean)", "test_accuracy": "test"},
+      title=f"Information in the weights: {config.model} on {config.dataset}")
+  with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
+    f.write(_summary_text(config, summary, kinds))
+  return summary

@@ -1,0 +1,96 @@
+"""orbax checkpoints of a `TrainState`, one per saved epoch, in ``workdir/checkpoints/<epoch>``.
+
+orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
+while saving leaves the previous checkpoints intact and the partial one is ignored. All processes
+call `save` and `restore` (they are collective in multi-host runs).
+"""
+
+import os
+from typing import Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from infojax.train.state import TrainState
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _is_key(x) -> bool:
+  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _storable(state: TrainState) -> TrainState:
+  """Replaces the typed PRNG key by its raw uint32 data (orbax stores plain arrays)."""
+  if not _is_key(state.key):
+    raise TypeError("checkpoint: state.key must be a typed PRNG key from jax.random.key(seed).")
+  return state._replace(key=jax.random.key_data(state.key))
+
+
+def _abstract(tree):
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
+
+
+class Checkpointer:
+  """Saves and restores `TrainState`s indexed by epoch in one directory.
+
+  Use as a context manager, or call `close` when done.
+
+  Args:
+    directory: where the epoch subdirectories live (created if missing).
+    max_to_keep: how many of the latest checkpoints to keep (older ones are deleted); ``None``
+      keeps all.
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 2):
+    if max_to_keep is not None and max_to_keep < 1:
+      raise ValueError(f"Checkpointer: max_to_keep must be None or >= 1; got {max_to_keep}.")
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False))
+
+  def latest_epoch(self) -> Optional[int]:
+    """The epoch of the newest complete checkpoint, or ``None`` if there is none."""
+    return self._manager.latest_step()
+
+  def epochs(self) -> list:
+    """The epochs of all complete checkpoints, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, epoch: int, state: TrainState) -> None:
+    """Writes ``state`` as the checkpoint of ``epoch`` and waits until it is complete on disk."""
+    self._manager.save(int(epoch), args=ocp.args.StandardSave(_storable(state)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, epoch: int, like: TrainState) -> TrainState:
+    """Reads the checkpoint of ``epoch``.
+
+    Args:
+      epoch: a saved epoch (see `epochs`).
+      like: a state with the structure, shapes, dtypes and shardings to restore into (e.g. the
+        freshly initialised state); its values are not used.
+
+    Returns:
+      The saved `TrainState`, with a typed PRNG key of the same implementation as ``like.key``.
+    """
+    if epoch not in self.epochs():
+      raise ValueError(
+          f"Checkpointer.restore: no checkpoint for epoch {epoch} in {self.directory}; "
+          f"saved epochs are {self.epochs()}.")
+    target = _storable(like)
+    restored = self._manager.restore(int(epoch), args=ocp.args.StandardRestore(_abstract(target)))
+    restored = TrainState(*restored)
+    return restored._replace(
+        key=jax.random.wrap_key_data(restored.key, impl=jax.random.key_impl(like.key)))
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    self.close()
