@@ -48,7 +48,8 @@ def diagonal(apply_fn, params, batch, *, likelihood, kind="empirical", mc_sample
       (``factored`` when every parameter is in a recognised layer, else ``vmap``). Both are exact and
       agree to floating-point rounding.
     chunk_size: examples (and output columns) processed per chunk; bounds memory. ``None``: the whole
-      batch for ``factored``; for ``vmap``, chunks of at most 2**25 per-example gradient entries.
+      batch for ``factored``; for ``vmap``, chunks of at most 2**27 per-example gradient entries
+      (512 MiB in float32).
 
   Returns:
     A pytree with the structure and dtypes of ``params``.

@@ -17,8 +17,8 @@ from infojax.fisher import columns as columns_lib
 from infojax.fisher import factored
 
 # Default bound on the number of per-example gradient entries alive at once in the vmap strategy
-# (2**25 float32 values = 128 MiB).
-_VMAP_BUDGET = 2 ** 25
+# (2**27 float32 values = 512 MiB).
+_VMAP_BUDGET = 2 ** 27
 
 
 def _example_pullback(apply_fn, params, example_input):
@@ -77,8 +77,11 @@ def vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *,
   num_columns = _num_columns(column_fn, params, apply_fn, inputs, targets, keys)
 
   def one(example):
-    gradients = _column_gradients(apply_fn, params, column_fn, example)
-    return jax.tree.map(jnp.sum, jax.tree.map(lambda g: g * g, gradients))
+    # The barrier keeps XLA from fusing the reduction into the per-example convolution gradients,
+    # a fusion that costs ~1e-4 relative accuracy in float32 on CPU (measured on the cnn workload).
+    gradients = jax.lax.optimization_barrier(
+        _column_gradients(apply_fn, params, column_fn, example))
+    return jax.tree.map(lambda g: jnp.sum(g * g), gradients)
 
   chunk = _auto_chunk(params, len(targets), num_columns, chunk_size)
   return _chunks.chunked_map(jax.vmap(one), _sharding.replicated((inputs, targets, keys)), chunk)

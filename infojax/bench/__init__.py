@@ -1,0 +1,1 @@
+"""Benchmarks of the curvature engine against a plain gradient and against peers."""
