@@ -27,6 +27,7 @@ def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.dataset = "digits"
   config.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: the TFDS default
+  config.normalize = True  # standardise each channel with the training split's mean and std
   config.model = "lenet5"
   config.model_kwargs = ml_collections.ConfigDict()
   config.seed = 0

@@ -9,6 +9,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "bench",
+    "config",
     "data",
     "experiments",
     "fisher",

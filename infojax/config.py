@@ -43,7 +43,8 @@ def optimizer_config(**overrides) -> ml_collections.ConfigDict:
   })
   unknown = set(overrides) - set(config)
   if unknown:
-    raise ValueError(f"optimizer_config: unknown fields {sorted(unknown)}; known: {sorted(config)}.")
+    raise ValueError(
+        f"optimizer_config: unknown fields {sorted(unknown)}; known: {sorted(config)}.")
   config.update(overrides)
   return config
 
@@ -127,11 +128,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
     A `ScriptFlags`; call its ``read(argv)`` in ``main``.
   """
   config_holder = config_flags.DEFINE_config_file(
-      "config", None, "Experiment config file, e.g. configs/info_plot.py or configs/info_plot.py:smoke.",
+      "config", None,
+      "Experiment config file, e.g. configs/info_plot.py or configs/info_plot.py:smoke.",
       flag_values=flag_values, lock_config=True, sys_argv=None if argv is None else list(argv))
   workdir_holder = flags.DEFINE_string(
-      "workdir", None, "Directory for config.json, metrics.jsonl, checkpoints and plots; rerun with "
-      "the same one to resume.", flag_values=flag_values)
+      "workdir", None,
+      "Directory for config.json, metrics.jsonl, checkpoints and plots; rerun with the same one "
+      "to resume.", flag_values=flag_values)
   flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
   return ScriptFlags(config=config_holder, workdir=workdir_holder, flag_values=flag_values)
 

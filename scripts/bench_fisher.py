@@ -13,9 +13,12 @@ import os
 import sys
 import time
 
-import jax
+# torch's OpenMP threads otherwise spin between its calls and slow the interleaved JAX repetitions.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from infojax.bench import fisher as bench
+import jax  # noqa: E402
+
+from infojax.bench import fisher as bench  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

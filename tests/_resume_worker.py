@@ -3,9 +3,9 @@
   python tests/_resume_worker.py WORKDIR [--kill=PHASE:EPOCH]
 
 PHASE says where the process kills itself (SIGKILL, no clean-up) during epoch EPOCH:
-``hook`` (after training, before the epoch's record is written), ``save`` (record written, checkpoint
-not yet saved) or ``saved`` (just after the checkpoint is complete). The run uses a per-step random
-key (input noise), so a resumed run only matches if the keys are restored exactly.
+``hook`` (after training, before the epoch's record is written), ``save`` (record written,
+checkpoint not yet saved) or ``saved`` (just after the checkpoint is complete). The run uses a
+per-step random key (input noise), so a resumed run only matches if the keys are restored exactly.
 """
 
 import os

@@ -45,7 +45,8 @@ def test_every_config_has_a_smaller_smoke_variant_and_a_launch_command(path):
   name = os.path.basename(path)[:-3]
   assert f"scripts/{name}.py --config=configs/{name}.py" in module.__doc__
   full, smoke = module.get_config(), module.get_config("smoke")
-  assert isinstance(full, ml_collections.ConfigDict) and isinstance(smoke, ml_collections.ConfigDict)
+  assert isinstance(full, ml_collections.ConfigDict)
+  assert isinstance(smoke, ml_collections.ConfigDict)
   assert set(config_lib.config_to_dict(full)) == set(config_lib.config_to_dict(smoke))
   assert smoke.num_epochs < full.num_epochs
   with pytest.raises(ValueError, match="unknown config argument"):
@@ -65,8 +66,8 @@ def test_command_line_overrides_reach_nested_fields(tmp_path):
   assert workdir == str(tmp_path)
 
 
-@pytest.mark.parametrize("override, name", [("--config.optimizer.learning_rate=0.1", "learning_rate"),
-                                            ("--config.no_such=1", "no_such")])
+@pytest.mark.parametrize("override, name", [
+    ("--config.optimizer.learning_rate=0.1", "learning_rate"), ("--config.no_such=1", "no_such")])
 def test_unknown_keys_are_errors(override, name, tmp_path):
   # ml_collections reports an unknown field as an AttributeError naming it.
   with pytest.raises((flags.Error, AttributeError), match=name):

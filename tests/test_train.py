@@ -1,4 +1,4 @@
-"""Tests for infojax.train: optimisers, the scanned epoch, exact evaluation, fit, NaN stop, resume."""
+"""Tests for infojax.train: optimisers, the scanned epoch, evaluation, fit, NaN stop, resume."""
 
 import json
 import math
@@ -47,7 +47,8 @@ def test_warmup_is_linear_then_the_schedule():
   assert float(schedule(0)) == pytest.approx(0.0)
   assert float(schedule(5)) == pytest.approx(0.1)
   # After the 10 warm-up steps, a cosine over the remaining 40 steps.
-  assert float(schedule(30)) == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 20 / 40)), rel=1e-5)
+  expected = 0.2 * 0.5 * (1 + math.cos(math.pi * 20 / 40))
+  assert float(schedule(30)) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("fields, match", [
@@ -235,7 +236,8 @@ def test_fit_records_every_epoch_and_calls_hooks(tmp_path):
   assert [r["epoch"] for r in result.history] == [0, 1, 2, 3, 4]
   assert "train_loss" not in result.history[0]
   for record in result.history[1:]:
-    assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "weight_norm"} <= set(record)
+    assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy",
+            "weight_norm"} <= set(record)
   assert result.history[-1]["test_loss"] < result.history[0]["test_loss"]
   assert result.history[-1]["weight_norm"] == pytest.approx(
       float(jnp.linalg.norm(result.state.params["w"])))
@@ -268,7 +270,8 @@ def test_a_nan_stops_the_run_naming_epoch_and_step_and_keeps_the_last_checkpoint
       batches["image"][4, 7, 0] = np.nan
     return batches
 
-  with pytest.raises(train.NonFiniteLossError, match=r"epoch 3, step 16 \(step 4 of the epoch") as info:
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"epoch 3, step 16 \(step 4 of the epoch") as info:
     train.fit(objective, optimizer, state, train_data=poisoned, num_epochs=5,
               workdir=str(tmp_path), checkpoint_every=1)
   assert isinstance(info.value, FloatingPointError)
@@ -339,8 +342,11 @@ def _run_worker(workdir, kill=None):
 
 
 def test_a_killed_process_resumes_to_exactly_the_uninterrupted_metrics(tmp_path):
-  """SIGKILL at three points (before a record, between record and checkpoint, after a checkpoint)."""
-  phases = ["hook:3", "save:4", "saved:4"]
+  """SIGKILL between a record and its checkpoint, and just after a checkpoint.
+
+  (A crash before a record is written is covered in-process by the test above.)
+  """
+  phases = ["save:4", "saved:4"]
   first = {name: _run_worker(tmp_path / name.replace(":", "_"), kill=name) for name in phases}
   first["uninterrupted"] = _run_worker(tmp_path / "uninterrupted")
   outcomes = {name: (process.wait(timeout=300), process.stderr.read().decode())
@@ -400,10 +406,12 @@ def test_loss_decreases_on_digits():
   apply_fn, params = models.init(models.get_model("mlp", num_classes=10, hidden_sizes=(32,)),
                                  jax.random.key(0), (1, 8, 8, 1))
   optimizer = train.make_optimizer(config_lib.optimizer_config(lr=0.1, momentum=0.9),
-                                   steps_per_epoch=len(splits["train"]["label"]) // 64, num_epochs=3)
+                                   steps_per_epoch=len(splits["train"]["label"]) // 64,
+                                   num_epochs=3)
   state = train.init_state(params, optimizer, key=jax.random.key(1))
   history = train.fit(train.classification(apply_fn), optimizer, state, train_data=splits["train"],
-                      batch_size=64, seed=0, num_epochs=3, eval_data={"test": splits["test"]}).history
+                      batch_size=64, seed=0, num_epochs=3,
+                      eval_data={"test": splits["test"]}).history
   assert [r["epoch"] for r in history] == [0, 1, 2, 3]
   assert history[0]["test_accuracy"] < 0.3  # chance is 0.1
   assert history[3]["train_loss"] < history[2]["train_loss"] < history[1]["train_loss"]

@@ -1,12 +1,12 @@
 """Information in the weights during training: the trace of the Fisher, epoch by epoch.
 
 The experiment of the lecture's "information plot" (Achille, Rovere & Soatto 2019, "Critical
-learning periods in deep networks", ICLR; science.md §1.3): train a CNN with SGD and, at every epoch,
-measure the trace of the Fisher information of the weights, both the true Fisher (labels from the
-model, an exact expectation) and the empirical Fisher (the data labels), on a fixed class-balanced
-probe set from the training split. The trace rises quickly in the first epochs, as the network
-memorises, then falls as it consolidates. Part of the fall is the saturation of the softmax on fitted
-examples (science.md §1.3, "Confound to report").
+learning periods in deep networks", ICLR; science.md §1.3): train a CNN with SGD and, at every
+epoch, measure the trace of the Fisher information of the weights, both the true Fisher (labels
+from the model, an exact expectation) and the empirical Fisher (the data labels), on a fixed
+class-balanced probe set from the training split. The trace rises quickly in the first epochs, as
+the network memorises, then falls as it consolidates. Part of the fall is the saturation of the
+softmax on fitted examples (science.md §1.3, "Confound to report").
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one record per epoch, epoch 0 being the
 initialisation), ``info_plot.png`` (Fisher traces and accuracy against epoch), ``summary.txt`` and
@@ -139,9 +139,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     initialisation, its peak (and the epoch) and its final value.
   """
   workdir = config_lib.prepare_workdir(config, workdir)
-  info = data.dataset_info(config.dataset)
+  info = data.dataset_info(config.dataset, data_dir=config.data_dir)
   splits = {split: data.load(config.dataset, split, data_dir=config.data_dir)
             for split in ("train", "test")}
+  if config.normalize:
+    mean, std = data.transforms.channel_stats(splits["train"]["image"])
+    std = np.where(std > 0, std, 1.0)
+    for arrays in splits.values():
+      arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
   splits = {split: {"image": arrays["image"], "label": arrays["label"]}
             for split, arrays in splits.items()}
 
@@ -151,8 +156,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if set(variables) != {"params"}:
     raise ValueError(
         f"info_plot: model {config.model!r} has non-trainable collections "
-        f"{sorted(set(variables) - {'params'})} (e.g. BatchNorm statistics); the per-example Fisher "
-        "needs a model that treats examples independently. Choose a variant without them.")
+        f"{sorted(set(variables) - {'params'})} (e.g. BatchNorm statistics); the per-example "
+        "Fisher needs a model that treats examples independently. Choose a variant without them.")
   apply_fn = models.make_apply_fn(model)
 
   num_train = splits["train"]["label"].shape[0]

@@ -109,7 +109,8 @@ def resolve_method(method: str, apply_fn, params, inputs):
     return "factored", layer_plan.layers
   if method == "factored":
     raise ValueError(
-        f'method="factored" needs every parameter inside a flax Dense or Conv layer call: '
+        f'method="factored" needs every parameter inside a recognised flax layer call (Dense, '
+        f'Conv, LayerNorm, GroupNorm, RMSNorm): '
         f'{layer_plan.reason}. Use method="vmap" (exact for any model) or method="auto".')
   return "vmap", None
 

@@ -21,7 +21,7 @@ def is_primary_process() -> bool:
 
 
 def to_json_value(value: Any):
-  """A JSON-serialisable copy of ``value``: arrays and numpy/jax scalars become Python numbers/lists.
+  """A JSON-serialisable copy of ``value``: arrays and numpy/jax scalars become numbers or lists.
 
   Raises:
     TypeError: for values that are neither numbers, strings, booleans, ``None``, arrays nor
@@ -39,7 +39,8 @@ def to_json_value(value: Any):
     return {str(k): to_json_value(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
     return [to_json_value(v) for v in value]
-  raise TypeError(f"metrics: cannot write a value of type {type(value).__name__} as JSON: {value!r}.")
+  raise TypeError(
+      f"metrics: cannot write a value of type {type(value).__name__} as JSON: {value!r}.")
 
 
 def _parse_lines(lines):
@@ -103,7 +104,8 @@ class MetricsWriter:
   def write(self, record: Mapping[str, Any]) -> None:
     """Writes one record (a flat mapping with an integer ``"epoch"``)."""
     if "epoch" not in record:
-      raise ValueError(f"MetricsWriter.write: record needs an 'epoch' field; got keys {list(record)}.")
+      raise ValueError(
+          f"MetricsWriter.write: record needs an 'epoch' field; got keys {list(record)}.")
     if self._file is None:
       return
     values = to_json_value(dict(record))

@@ -3,21 +3,23 @@
 The pieces, from the inside out:
 
 * an `Objective`: the training loss of a batch and the per-example evaluation metrics, as pure
-  functions (`classification` builds one from ``apply_fn(params, inputs) -> logits`` and a likelihood,
-  `flax_classification` from a flax module with BatchNorm statistics in ``state.model_state``);
+  functions (`classification` builds one from ``apply_fn(params, inputs) -> logits`` and a
+  likelihood, `flax_classification` from a flax module with BatchNorm statistics in
+  ``state.model_state``);
 * `make_train_step` / `make_train_epoch`: one optimisation step as a pure function of
-  ``(state, batch)``, and one epoch as a jitted `lax.scan` of it over the epoch's batches, stacked on
-  device with shape ``(steps, batch_size, ...)``. Batches sharded over a ``'data'`` mesh axis (axis 1
-  of the stacked arrays) go through unchanged: the step is a pure function under `jax.jit`;
+  ``(state, batch)``, and one epoch as a jitted `lax.scan` of it over the epoch's batches, stacked
+  on device with shape ``(steps, batch_size, ...)``. Batches sharded over a ``'data'`` mesh axis
+  (axis 1 of the stacked arrays) go through unchanged: the step is a pure function under `jax.jit`;
 * `make_eval_set` / `make_evaluator`: the exact mean of per-example metrics over a whole split,
   padded to full batches with zero weights (no example is dropped or counted twice);
 * `fit`: the driver. Each epoch: train (the scan), evaluate, call the hooks, append one record to
-  ``workdir/metrics.jsonl`` (process 0), save a checkpoint every ``checkpoint_every`` epochs. Restarted
-  with the same arguments it resumes from the newest checkpoint and reproduces the uninterrupted run
-  bit for bit: batches depend only on ``(seed, epoch)``, per-step keys on ``(state.key, state.step)``.
+  ``workdir/metrics.jsonl`` (process 0), save a checkpoint every ``checkpoint_every`` epochs.
+  Restarted with the same arguments it resumes from the newest checkpoint and reproduces the
+  uninterrupted run bit for bit: batches depend only on ``(seed, epoch)``, per-step keys on
+  ``(state.key, state.step)``.
 
-Hooks are how experiments measure things without touching the loop: ``hook(epoch, state) -> dict`` of
-scalars, called after evaluation at every epoch (and at epoch 0, before training, when
+Hooks are how experiments measure things without touching the loop: ``hook(epoch, state) -> dict``
+of scalars, called after evaluation at every epoch (and at epoch 0, before training, when
 ``log_initial``); their values go into the epoch's record.
 """
 
@@ -73,11 +75,13 @@ class Objective(NamedTuple):
   """What the loop minimises and what it measures, as pure functions.
 
   Attributes:
-    loss: ``(params, model_state, batch, key) -> (loss, (model_state, metrics))``: the scalar training
-      loss of a batch (differentiated in ``params``), the updated non-trainable state, and a dict of
-      scalar batch metrics (e.g. ``{"accuracy": ...}``) logged as ``train_<name>`` epoch means.
-    evaluate: ``(params, model_state, batch) -> dict`` of per-example metrics, each of shape ``(B,)``
-      (e.g. ``{"loss": nll, "accuracy": correct}``); the loop averages them exactly over a split.
+    loss: ``(params, model_state, batch, key) -> (loss, (model_state, metrics))``: the scalar
+      training loss of a batch (differentiated in ``params``), the updated non-trainable state,
+      and a dict of scalar batch metrics (e.g. ``{"accuracy": ...}``) logged as ``train_<name>``
+      epoch means.
+    evaluate: ``(params, model_state, batch) -> dict`` of per-example metrics, each of shape
+      ``(B,)`` (e.g. ``{"loss": nll, "accuracy": correct}``); the loop averages them exactly over
+      a split.
   """
   loss: Callable
   evaluate: Callable
@@ -113,7 +117,8 @@ def classification(apply_fn: Callable, *, likelihood: Optional[likelihoods.Likel
 
   def evaluate(params, model_state, batch):
     del model_state
-    nll, correct = _nll_and_correct(likelihood, apply_fn(params, batch[input_key]), batch[label_key])
+    logits = apply_fn(params, batch[input_key])
+    nll, correct = _nll_and_correct(likelihood, logits, batch[label_key])
     return {"loss": nll, "accuracy": correct}
 
   return Objective(loss=loss, evaluate=evaluate)
@@ -182,8 +187,8 @@ def make_train_epoch(objective: Objective, optimizer: optax.GradientTransformati
   """One epoch as one compiled program: `lax.scan` of the train step over stacked batches.
 
   Returns:
-    A jitted ``train_epoch(state, batches) -> (state, per_step_metrics)``; ``batches`` is a pytree of
-    arrays of shape ``(steps, batch_size, ...)`` and each per-step metric has shape ``(steps,)``.
+    A jitted ``train_epoch(state, batches) -> (state, per_step_metrics)``; ``batches`` is a pytree
+    of arrays of shape ``(steps, batch_size, ...)`` and each per-step metric has shape ``(steps,)``.
     Compiles once per batch shape.
   """
   train_step = make_train_step(objective, optimizer)
@@ -246,8 +251,8 @@ def make_evaluator(objective: Objective) -> Callable:
   """The exact mean of the objective's per-example metrics over an `EvalSet`.
 
   Returns:
-    A jitted ``evaluate(params, model_state, eval_set) -> dict`` of scalar means (one batch at a time
-    through `lax.map`, so memory is that of one batch).
+    A jitted ``evaluate(params, model_state, eval_set) -> dict`` of scalar means (one batch at a
+    time through `lax.map`, so memory is that of one batch).
   """
 
   def batch_sums(params, model_state, batch, weights):
@@ -344,7 +349,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         hooks: Sequence[Hook] = (), workdir: Optional[str] = None, checkpoint_every: int = 1,
         max_checkpoints_to_keep: Optional[int] = 2, log_initial: bool = True,
         progress: bool = True, put_on_device: Callable = jax.device_put) -> FitResult:
-  """Trains for ``num_epochs`` epochs, resuming from ``workdir``'s newest checkpoint if there is one.
+  """Trains for ``num_epochs`` epochs, resuming from the newest checkpoint in ``workdir`` if any.
 
   Each epoch ``e`` (counting from 1) is one call of the compiled scan over its batches, then exact
   evaluation of each split in ``eval_data``, then the hooks, then one record
@@ -355,8 +360,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
   (e.g. as ``"train_eval"``) for its exact loss at the end of the epoch.
 
   Resuming: the newest complete checkpoint (epoch c) is restored, records beyond epoch c are dropped
-  from the metrics file, and training continues at epoch c + 1. With the same arguments the result is
-  identical to an uninterrupted run, wherever the previous run was killed.
+  from the metrics file, and training continues at epoch c + 1. With the same arguments the result
+  is identical to an uninterrupted run, wherever the previous run was killed.
 
   Args:
     objective: the `Objective` (e.g. `classification(apply_fn)`).
@@ -371,7 +376,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     batch_size: the training batch size (for array ``train_data``).
     seed: the shuffling seed (for array ``train_data``).
     eval_data: split name -> arrays, each evaluated exactly every epoch, giving ``<name>_<metric>``
-      (e.g. ``{"test": test_arrays}`` gives ``test_loss``, ``test_accuracy``). ``"train"`` is reserved.
+      (e.g. ``{"test": test_arrays}`` gives ``test_loss``, ``test_accuracy``). ``"train"`` is
+      reserved.
     eval_batch_size: examples per evaluation batch.
     hooks: functions ``hook(epoch, state) -> dict`` of scalars, added to each record (names must
       not clash).
@@ -397,7 +403,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
   if int(num_epochs) != num_epochs or num_epochs < 1:
     raise ValueError(f"fit: num_epochs must be a positive integer; got {num_epochs!r}.")
   if int(checkpoint_every) != checkpoint_every or checkpoint_every < 0:
-    raise ValueError(f"fit: checkpoint_every must be a non-negative integer; got {checkpoint_every!r}.")
+    raise ValueError(
+        f"fit: checkpoint_every must be a non-negative integer; got {checkpoint_every!r}.")
   eval_data = dict(eval_data or {})
   if "train" in eval_data:
     raise ValueError("fit: eval_data may not be named 'train' (train_* holds the training-step "

@@ -1,7 +1,7 @@
 """optax optimisers and learning-rate schedules built from a config.
 
-The optimiser config (an ``ml_collections.ConfigDict`` or any mapping; `infojax.config.optimizer_config`
-gives one with every field) has the fields:
+The optimiser config (an ``ml_collections.ConfigDict`` or any mapping;
+`infojax.config.optimizer_config` gives one with every field) has the fields:
 
 * ``name``: ``"sgd"`` (heavy-ball or Nesterov momentum), ``"adam"`` or ``"adamw"``;
 * ``lr``: the base learning rate;
@@ -11,7 +11,8 @@ gives one with every field) has the fields:
   decoupled decay of Loshchilov & Hutter (2019). It applies to every parameter;
 * ``schedule``: ``"constant"``; ``"piecewise"`` (multiply by ``decay_factor`` at each epoch in
   ``decay_epochs``); ``"exponential"`` (multiply by ``decay_factor`` every epoch, smoothly, e.g. the
-  0.97 per epoch of Achille et al. 2019); ``"cosine"`` (cosine decay to ``lr * decay_factor`` at the end);
+  0.97 per epoch of Achille et al. 2019); ``"cosine"`` (cosine decay to ``lr * decay_factor`` at
+  the end);
 * ``warmup_epochs``: linear warm-up from 0 over this many epochs before the schedule (0: none).
 
 Schedules are defined in epochs and converted to steps with ``steps_per_epoch``.

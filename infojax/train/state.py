@@ -15,8 +15,8 @@ class TrainState(NamedTuple):
     opt_state: the optax optimiser state for ``params``.
     step: int32 scalar, the number of optimisation steps taken so far.
     key: a typed PRNG key (``jax.random.key``); step ``t`` draws its randomness (dropout, label
-      sampling) from ``jax.random.fold_in(key, t)``, so the key itself never changes and a resumed run
-      draws the same numbers as an uninterrupted one.
+      sampling) from ``jax.random.fold_in(key, t)``, so the key itself never changes and a resumed
+      run draws the same numbers as an uninterrupted one.
     model_state: non-trainable model variables updated in the forward pass (e.g. flax BatchNorm
       ``{"batch_stats": ...}``); ``{}`` for models without any.
   """
