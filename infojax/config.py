@@ -18,6 +18,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from infojax.io import metrics as metrics_lib
+from infojax.train import optim
 
 CONFIG_FILE = "config.json"
 
@@ -28,19 +29,7 @@ def optimizer_config(**overrides) -> ml_collections.ConfigDict:
   Defaults: plain SGD (``momentum=0``), ``lr=0.1``, constant schedule, no weight decay. Unknown
   override names are errors.
   """
-  config = ml_collections.ConfigDict({
-      "name": "sgd",
-      "lr": 0.1,
-      "momentum": 0.0,
-      "nesterov": False,
-      "b1": 0.9,
-      "b2": 0.999,
-      "weight_decay": 0.0,
-      "schedule": "constant",
-      "decay_epochs": (),
-      "decay_factor": 1.0,
-      "warmup_epochs": 0,
-  })
+  config = ml_collections.ConfigDict({"name": "sgd", "lr": 0.1, **optim.DEFAULTS})
   unknown = set(overrides) - set(config)
   if unknown:
     raise ValueError(

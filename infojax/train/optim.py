@@ -25,7 +25,7 @@ import optax
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "piecewise", "exponential", "cosine")
 
-_DEFAULTS = {
+DEFAULTS = {
     "momentum": 0.0,
     "nesterov": False,
     "b1": 0.9,
@@ -41,8 +41,8 @@ _DEFAULTS = {
 def _field(config: Mapping[str, Any], name: str):
   if name in config:
     return config[name]
-  if name in _DEFAULTS:
-    return _DEFAULTS[name]
+  if name in DEFAULTS:
+    return DEFAULTS[name]
   raise ValueError(f"optimizer config: missing required field {name!r}.")
 
 
