@@ -9,6 +9,7 @@ keys and wrong types are errors) and ``--workdir``, then calls
 
 import json
 import os
+import sys
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import ml_collections
@@ -17,6 +18,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from infojax import parallel
 from infojax.io import metrics as metrics_lib
 from infojax.train import optim
 
@@ -92,22 +94,32 @@ class ScriptFlags(NamedTuple):
   workdir: flags.FlagHolder
   flag_values: flags.FlagValues
 
-  def read(self, argv: Sequence[str]):
+  def read(self, argv: Sequence[str], *, initialize: bool = True):
     """The parsed ``(config, workdir)``, inside ``main(argv)`` of ``absl.app.run``.
 
-    Rejects extra positional arguments, and turns absl logging down to warnings unless
-    ``--verbosity`` was given (``absl.app`` raises it to INFO, and orbax logs every save at INFO).
+    Rejects extra positional arguments, turns absl logging down to warnings unless ``--verbosity``
+    was given (``absl.app`` raises it to INFO, and orbax logs every save at INFO), then (with
+    ``initialize``) connects the processes of a multi-process run with
+    `infojax.parallel.maybe_initialize` (from ``--coordinator_address``, ``--num_processes`` and
+    ``--process_id``, or the environment) and logs this process's index and devices on stderr.
     """
     if len(argv) > 1:
       raise app.UsageError(f"unexpected positional arguments: {list(argv[1:])}")
     if "verbosity" in self.flag_values and not self.flag_values["verbosity"].present:
       absl_logging.set_verbosity(absl_logging.WARNING)
+    if initialize:
+      values = self.flag_values
+      info = parallel.maybe_initialize(coordinator_address=values["coordinator_address"].value,
+                                       num_processes=values["num_processes"].value,
+                                       process_id=values["process_id"].value)
+      print(f"infojax: {info}", file=sys.stderr, flush=True)
     return self.config.value, self.workdir.value
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
                  argv: Optional[Sequence[str]] = None) -> ScriptFlags:
-  """Defines ``--config`` (an ml_collections config file, locked) and ``--workdir``, both required.
+  """Defines ``--config`` (an ml_collections config file, locked) and ``--workdir``, both required,
+  and the multi-process flags ``--coordinator_address``, ``--num_processes``, ``--process_id``.
 
   Args:
     flag_values: where to define them (tests pass a fresh ``flags.FlagValues()``).
@@ -124,6 +136,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
       "workdir", None,
       "Directory for config.json, metrics.jsonl, checkpoints and plots; rerun with the same one "
       "to resume.", flag_values=flag_values)
+  flags.DEFINE_string(
+      "coordinator_address", None,
+      "Multi-process runs: host:port of process 0 (else $JAX_COORDINATOR_ADDRESS; TPU pods and "
+      "SLURM jobs are detected without it).", flag_values=flag_values)
+  flags.DEFINE_integer("num_processes", None,
+                       "Multi-process runs: the number of processes (else $INFOJAX_NUM_PROCESSES).",
+                       flag_values=flag_values)
+  flags.DEFINE_integer("process_id", None,
+                       "Multi-process runs: this process's index (else $INFOJAX_PROCESS_ID).",
+                       flag_values=flag_values)
   flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
   return ScriptFlags(config=config_holder, workdir=workdir_holder, flag_values=flag_values)
 

@@ -14,7 +14,7 @@ The same command runs on every host. Multi-process runs are recognised from
 """
 
 import os
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import numpy as np
@@ -33,6 +33,10 @@ class ProcessInfo(NamedTuple):
   local_device_count: int
   device_count: int
   platform: str
+
+  def __str__(self):
+    return (f"process {self.process_index} of {self.process_count}, {self.local_device_count} "
+            f"local of {self.device_count} {self.platform} devices")
 
 
 def _process_info() -> ProcessInfo:
@@ -182,11 +186,106 @@ def shard_batch(local_batch, mesh: Optional[jax.sharding.Mesh] = None, *,
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
 
 
+def _is_key(x) -> bool:
+  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _place(tree, sharding_of: Callable):
+  """Global arrays from host values that every process holds in full.
+
+  ``sharding_of(shape)`` gives each leaf's sharding; every process transfers only the pieces its
+  own devices hold. Typed PRNG keys are placed through their raw data.
+  """
+
+  def place(x):
+    if _is_key(x):
+      return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return x  # already a global array: leave its placement alone
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding_of(host.shape),
+                                        lambda index: host[index])
+
+  return jax.tree.map(place, tree)
+
+
 def replicate(tree, mesh: Optional[jax.sharding.Mesh] = None):
-  """Places a pytree (e.g. parameters) on every device of the mesh."""
+  """Places a pytree (e.g. parameters or a train state) on every device of the mesh.
+
+  Every process must pass the same values (e.g. parameters initialised from the same seed).
+  """
   sharding = replicated_sharding(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_callback(
-      np.shape(x), sharding, lambda index, x=np.asarray(x): x[index]), tree)
+  return _place(tree, lambda shape: sharding)
+
+
+def to_mesh(tree, mesh: Optional[jax.sharding.Mesh] = None):
+  """Replicates every leaf not yet laid out over ``mesh``; leaves already on it keep their layout.
+
+  What `infojax.train.fit` does to its state, so parameters sharded by `shard_params` stay sharded.
+  """
+  mesh = data_mesh() if mesh is None else mesh
+
+  def on_mesh(x):
+    sharding = getattr(x, "sharding", None)
+    return isinstance(sharding, jax.sharding.NamedSharding) and sharding.mesh == mesh
+
+  return jax.tree.map(lambda x: x if on_mesh(x) else replicate(x, mesh), tree)
+
+
+def put_sharded(tree, mesh: Optional[jax.sharding.Mesh] = None, *, batch_axis: int = 0,
+                axis_name: str = DATA_AXIS):
+  """Global arrays with axis ``batch_axis`` sharded over the data axis, from full host arrays.
+
+  Unlike `shard_batch`, where each process contributes its own share, every process passes the same
+  full arrays here and transfers only the rows its devices hold. In-memory experiments use it so
+  that their batches, and hence their results, do not depend on the number of processes or
+  devices (stacked epoch batches ``(steps, batch, ...)`` use ``batch_axis=1``).
+
+  Raises:
+    ValueError: if a leaf lacks ``batch_axis`` or its size there does not split over the devices.
+  """
+  mesh = data_mesh() if mesh is None else mesh
+  shards = mesh.shape[axis_name]
+  spec = jax.sharding.PartitionSpec(*([None] * batch_axis), axis_name)
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+
+  def sharding_of(shape):
+    if len(shape) <= batch_axis or shape[batch_axis] % shards:
+      raise ValueError(
+          f"put_sharded: axis {batch_axis} of every array must be a multiple of the {shards} "
+          f"devices on the '{axis_name}' axis; got an array of shape {shape}.")
+    return sharding
+
+  return _place(tree, sharding_of)
+
+
+def shard_params(tree, mesh: Optional[jax.sharding.Mesh] = None, *, min_size: int = 2**18,
+                 axis_name: str = DATA_AXIS):
+  """Shards the large leaves of a parameter pytree over the data axis; replicates the others.
+
+  For parameter pytrees too large to replicate on every device (the ZeRO-3 / FSDP layout): each
+  leaf with at least ``min_size`` elements is split along its largest axis that the device count
+  divides; XLA gathers the pieces where a computation needs them. Training steps and every Fisher
+  quantity give the numbers of replicated parameters (tested on 8 virtual devices).
+
+  Args:
+    tree: parameters (or any pytree of arrays), the same values on every process.
+    mesh: the device mesh (default: `data_mesh`).
+    min_size: leaves with fewer elements are replicated.
+    axis_name: the mesh axis to shard over.
+  """
+  mesh = data_mesh() if mesh is None else mesh
+  shards = mesh.shape[axis_name]
+
+  def sharding_of(shape):
+    axes = [a for a in np.argsort(shape)[::-1] if shape[a] % shards == 0]
+    if int(np.prod(shape)) < min_size or not axes or shards == 1:
+      return replicated_sharding(mesh)
+    spec = [None] * len(shape)
+    spec[int(axes[0])] = axis_name
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
+
+  return _place(tree, sharding_of)
 
 
 def is_main_process() -> bool:

@@ -1,85 +1,99 @@
-"""The Fisher benchmark: infojax against a plain gradient and against peers, written to RESULTS.md.
+"""The Fisher benchmark (issue 3): infojax against a plain gradient and its peers -> RESULTS.md.
 
-  python scripts/bench_fisher.py                      # full run, about 10 minutes on 2 CPU cores
-  python scripts/bench_fisher.py --quick              # the two reference workloads, fewer repetitions
-  python scripts/bench_fisher.py --batch_scale=8 --out=benchmarks/RESULTS_gpu.md   # on a GPU
+  python scripts/bench_fisher.py                  # full run, CPU (about 12 minutes on 2 cores)
+  python scripts/bench_fisher.py --quick          # mlp and cnn only, fewer repetitions
+  python scripts/bench_fisher.py --scale=gpu --out=benchmarks/RESULTS_gpu.md   # on a GPU
+  python scripts/bench_fisher.py --workloads=mlp --peers=jax,backpack,kfac
 
-Peers (torch autograd, torch.func, BackPACK) run when installed; see benchmarks/README.md.
+Peers (torch, torch.func, BackPACK, Opacus, NNGeometry, kfac-jax) run when installed; see
+benchmarks/README.md. Writes the markdown table and a JSON copy (same name, .json).
 """
 
 import argparse
-import json
 import os
+import shlex
 import sys
 import time
 
 # torch's OpenMP threads otherwise spin between its calls and slow the interleaved JAX repetitions.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# On a GPU, JAX would otherwise reserve most of the device memory and starve the torch peers.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jax  # noqa: E402
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
-from infojax.bench import fisher as bench  # noqa: E402
+from infojax import parallel  # noqa: E402  pylint: disable=g-import-not-at-top
+from infojax.bench import fisher  # noqa: E402  pylint: disable=g-import-not-at-top
+from infojax.bench import workloads  # noqa: E402  pylint: disable=g-import-not-at-top
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCALES = {"cpu": 1.0, "gpu": 16.0}
 
 
-def _parse(argv):
+def _csv(text: str):
+  return tuple(item for item in text.split(",") if item)
+
+
+def parse(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workloads", default="mlp,cnn,sweep,allcnn,resnet18",
-                      help="comma-separated: mlp, cnn (shared/bench/workloads.json), sweep (mlp "
-                      "at other batch sizes and class counts), allcnn, resnet18")
+  parser.add_argument("--workloads", type=_csv, default=workloads.DEFAULT_GROUPS,
+                      help=f"comma-separated among {','.join(workloads.GROUPS)} (default "
+                      f"{','.join(workloads.DEFAULT_GROUPS)})")
   parser.add_argument("--workloads_json",
-                      default=os.path.join(_HERE, "..", "..", "shared", "bench", "workloads.json"),
-                      help="the reference workloads (embedded copies are used if absent)")
-  parser.add_argument("--repetitions", type=int, default=15)
-  parser.add_argument("--quick", action="store_true", help="mlp and cnn only, 5 repetitions")
-  parser.add_argument("--batch_scale", type=float, default=1.0,
-                      help="multiply every batch size (e.g. 8 to fill a GPU)")
-  parser.add_argument("--no_peers", action="store_true", help="JAX rows only")
-  parser.add_argument("--no_reference", action="store_true", help="skip the float64 reference")
-  parser.add_argument("--out", default=os.path.join(_HERE, "..", "benchmarks", "RESULTS.md"))
+                      default=os.path.join(_REPO, "..", "shared", "bench", "workloads.json"),
+                      help="the reference workloads (an embedded copy if the file is absent)")
+  parser.add_argument("--peers", default="all",
+                      help=f"comma-separated among {','.join(fisher.PEERS)}, or 'all' or 'none'")
+  parser.add_argument("--quick", action="store_true",
+                      help="mlp and cnn only, 5 repetitions, 1.5 s budget per row")
+  parser.add_argument("--repetitions", type=int, default=None, help="timed rounds (default 10)")
+  parser.add_argument("--time_budget_s", type=float, default=None,
+                      help="a row stops being timed once its calls took this long (default 3)")
+  parser.add_argument("--scale", choices=sorted(_SCALES), default=None,
+                      help="batch-size multiplier preset: cpu=1, gpu=16 (fills a GPU)")
+  parser.add_argument("--batch_scale", type=float, default=None,
+                      help="multiply every batch size (overrides --scale)")
+  parser.add_argument("--cifar_batch", type=int, default=workloads.CIFAR_BATCH,
+                      help="batch of the All-CNN and ResNet-18 workloads before scaling")
+  parser.add_argument("--no_reference", action="store_true", help="skip the float64 references")
+  parser.add_argument("--no_process_memory", action="store_true",
+                      help="skip the fresh-process memory probes")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", default=os.path.join(_REPO, "benchmarks", "RESULTS.md"),
+                      help="markdown results (a .json copy is written beside it)")
   return parser.parse_args(argv)
 
 
+def config_from_args(args) -> fisher.Config:
+  peers = {"all": fisher.PEERS, "none": ()}.get(args.peers, _csv(args.peers))
+  scale = args.batch_scale or _SCALES[args.scale or ("gpu" if jax.default_backend() == "gpu"
+                                                     else "cpu")]
+  return fisher.Config(
+      workloads=("mlp", "cnn") if args.quick else args.workloads,
+      workloads_json=args.workloads_json, peers=tuple(peers),
+      repetitions=args.repetitions or (5 if args.quick else 10),
+      time_budget_s=args.time_budget_s or (1.5 if args.quick else 3.0),
+      batch_scale=scale, cifar_batch=args.cifar_batch, reference=not args.no_reference,
+      process_memory=not args.no_process_memory, seed=args.seed)
+
+
 def main(argv=None):
-  args = _parse(argv)
-  log = lambda message: print(message, flush=True)
-  specs = dict(bench.DEFAULT_WORKLOADS)
-  if os.path.exists(args.workloads_json):
-    with open(args.workloads_json) as f:
-      specs.update(json.load(f)["workloads"])
-  names = ["mlp", "cnn"] if args.quick else args.workloads.split(",")
-  repetitions = 5 if args.quick else args.repetitions
-  plan = []
-  for name in names:
-    if name in ("mlp", "cnn"):
-      plan.append((name, specs[name], 10, ("auto", "vmap"), True))
-    elif name == "sweep":
-      for batch in (64, 1024):
-        plan.append((f"mlp_b{batch}", dict(specs["mlp"], batch=batch), 10, ("auto",), False))
-      plan.append(("mlp_c100", specs["mlp"], 100, ("auto",), False))
-      plan.append(("cnn_c100", specs["cnn"], 100, ("auto",), False))
-    elif name == "allcnn":
-      plan.append(("allcnn", {"kind": "allcnn", "batch": 16}, 10, ("auto",), False))
-    elif name == "resnet18":
-      plan.append(("resnet18_gn", {"kind": "resnet18", "norm": "group", "batch": 16}, 10,
-                   ("auto",), False))
-    else:
-      raise SystemExit(f"unknown workload {name!r}")
-  log(f"jax {jax.__version__} on {jax.default_backend()}: {jax.devices()}")
-  rows, workloads, start = [], {}, time.time()
-  for name, spec, classes, methods, peers in plan:
-    workload = bench.make_workload(name, spec, batch_scale=args.batch_scale, num_classes=classes)
-    workloads[name] = workload
-    log(f"{name}: {workload.description}")
-    rows += bench.run_workload(workload, methods=methods, repetitions=repetitions,
-                               peers=peers and not args.no_peers,
-                               with_reference=not args.no_reference, log=log)
-  command = "python scripts/bench_fisher.py " + " ".join(sys.argv[1:] if argv is None else argv)
-  notes = [f"Total benchmark time {time.time() - start:.0f} s."]
-  bench.write_results(rows, args.out, command=command.strip(), workloads=workloads, notes=notes)
-  log(f"wrote {args.out}")
+  argv = sys.argv[1:] if argv is None else argv
+  args = parse(argv)
+  # Multi-process runs (TPU pods, SLURM, $JAX_COORDINATOR_ADDRESS...): every process measures its
+  # own devices; process 0 writes the results.
+  info = parallel.maybe_initialize()
+  print(f"infojax: {info}", flush=True)
+  config = config_from_args(args)
+  start = time.time()
+  result = fisher.run(config, log=lambda message: print(message, flush=True))
+  if not parallel.is_main_process():
+    return
+  command = " ".join(["python scripts/bench_fisher.py"] + [shlex.quote(a) for a in argv])
+  fisher.write(result, args.out, command=command,
+               extra_notes=[f"Total benchmark time {time.time() - start:.0f} s."])
+  print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,12 @@ See configs/info_plot.py for the options and the GPU (CIFAR-10) command.
 from absl import app
 
 from infojax import config as config_lib
-from infojax import parallel
 from infojax.experiments import info_plot
 
 _FLAGS = config_lib.define_flags()
 
 
 def main(argv):
-  parallel.maybe_initialize()
   config, workdir = _FLAGS.read(argv)
   summary = info_plot.run(config, workdir)
   if summary:

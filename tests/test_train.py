@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
 from infojax import config as config_lib
+from infojax import parallel
 from infojax import train
 
 _WORKER = os.path.join(os.path.dirname(__file__), "_resume_worker.py")
@@ -207,8 +208,8 @@ def test_init_state_needs_a_typed_key():
 # ----------------------------------------------------------------------------------------------
 
 
-def _fit_setup(lr=0.5, steps=6, batch=16, num_epochs=4):
-  inputs, labels, params = _problem(num_examples=steps * batch)
+def _fit_setup(lr=0.5, steps=6, batch=16, num_epochs=4, dim=5):
+  inputs, labels, params = _problem(num_examples=steps * batch, dim=dim)
   optimizer = train.make_optimizer(config_lib.optimizer_config(lr=lr, momentum=0.5),
                                    steps_per_epoch=steps, num_epochs=num_epochs)
   state = train.init_state(params, optimizer, key=jax.random.key(0))
@@ -334,6 +335,38 @@ def test_batches_sharded_over_a_data_axis_give_the_same_run():
   for a, b in zip(single.history, sharded.history):
     assert a.keys() == b.keys()
     np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-5)
+
+
+@pytest.mark.parametrize("shard_params", [False, True])
+def test_fit_on_a_mesh_gives_the_single_device_run_and_checkpoints(tmp_path, shard_params):
+  """fit(mesh=...): replicated (or sharded) state, sharded batches and odd-sized eval sets."""
+  objective, optimizer, state, train_data, (inputs, labels) = _fit_setup(batch=16, dim=16)
+  mesh = parallel.data_mesh()
+  # 93 test examples: the evaluation batch is padded up to a multiple of the 8 devices.
+  kwargs = dict(train_data=train_data, num_epochs=2, eval_batch_size=30,
+                eval_data={"test": {"image": inputs[:93], "label": labels[:93]}})
+  single = train.fit(objective, optimizer, state, **kwargs)
+  if shard_params:
+    state = state._replace(params=parallel.shard_params(state.params, mesh, min_size=1))
+  sharded = train.fit(objective, optimizer, state, mesh=mesh, workdir=str(tmp_path), **kwargs)
+  leaves = jax.tree.leaves(sharded.state.params)
+  assert all(leaf.sharding.mesh == mesh for leaf in leaves)
+  assert any(not leaf.sharding.is_fully_replicated for leaf in leaves) == shard_params
+  for a, b in zip(single.history, sharded.history):
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-5)
+  # A rerun restores the mesh-placed checkpoint and has nothing left to do.
+  again = train.fit(objective, optimizer, state, mesh=mesh, workdir=str(tmp_path), **kwargs)
+  assert again.history == sharded.history
+  for restored, leaf in zip(jax.tree.leaves(again.state.params), leaves):
+    assert restored.sharding.is_equivalent_to(leaf.sharding, leaf.ndim)
+
+
+def test_fit_on_a_mesh_rejects_a_batch_that_does_not_split():
+  objective, optimizer, state, _, (inputs, labels) = _fit_setup(batch=16)
+  with pytest.raises(ValueError, match=r"global batch size \(12\) must be a positive multiple"):
+    train.fit(objective, optimizer, state, train_data={"image": inputs, "label": labels},
+              batch_size=12, num_epochs=1, mesh=parallel.data_mesh())
 
 
 def _run_worker(workdir, kill=None):

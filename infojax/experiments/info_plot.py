@@ -26,6 +26,7 @@ from infojax import fisher
 from infojax import io
 from infojax import likelihoods
 from infojax import models
+from infojax import parallel
 from infojax import train
 
 PLOT_FILE = "info_plot.png"
@@ -60,9 +61,9 @@ def balanced_probe_indices(labels: np.ndarray, *, per_class: int, num_classes: i
   return np.concatenate(indices)
 
 
-def fisher_trace_hook(apply_fn: Callable, probe: tuple, *, kinds: Sequence[str] = ("empirical",
-                                                                                      "true"),
-                      likelihood=None, method: str = "auto", chunk_size=None) -> train.loop.Hook:
+def fisher_trace_hook(apply_fn: Callable, probe: tuple, *,
+                      kinds: Sequence[str] = ("empirical", "true"), likelihood=None,
+                      method: str = "auto", chunk_size=None, mesh=None) -> train.loop.Hook:
   """A `fit` hook measuring the trace of the Fisher on a fixed probe set, exactly.
 
   Args:
@@ -71,6 +72,8 @@ def fisher_trace_hook(apply_fn: Callable, probe: tuple, *, kinds: Sequence[str] 
     kinds: Fisher kinds to measure, ``"empirical"`` and/or ``"true"`` (see `infojax.fisher.trace`).
     likelihood: default `infojax.likelihoods.categorical()`.
     method, chunk_size: as in `infojax.fisher.trace`.
+    mesh: a data mesh to spread the probe set over (sharded over its devices when they divide the
+      probe size, else replicated); the same full probe on every process.
 
   Returns:
     ``hook(epoch, state) -> {"fisher_trace_<kind>": scalar}``, one jitted program for all kinds.
@@ -81,7 +84,13 @@ def fisher_trace_hook(apply_fn: Callable, probe: tuple, *, kinds: Sequence[str] 
   likelihood = likelihoods.categorical() if likelihood is None else likelihood
   if not kinds or any(kind not in ("empirical", "true") for kind in kinds):
     raise ValueError(f"fisher_trace_hook: kinds must be 'empirical' and/or 'true'; got {kinds}.")
-  probe = jax.device_put(tuple(probe))
+  probe = tuple(probe)
+  if mesh is None:
+    probe = jax.device_put(probe)
+  elif len(probe[0]) % mesh.shape[parallel.DATA_AXIS] == 0:
+    probe = parallel.put_sharded(probe, mesh)
+  else:
+    probe = parallel.replicate(probe, mesh)
 
   @jax.jit
   def traces(params, probe):
@@ -140,7 +149,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   workdir = config_lib.prepare_workdir(config, workdir)
   info = data.dataset_info(config.dataset, data_dir=config.data_dir)
-  splits = {split: data.load(config.dataset, split, data_dir=config.data_dir)
+  # Every process holds the whole (in-memory) splits and places only its devices' rows of each
+  # batch, so statistics, probe set and batches, hence the results, do not depend on the number
+  # of processes or devices.
+  splits = {split: data.load(config.dataset, split, data_dir=config.data_dir, process_local=False)
             for split in ("train", "test")}
   if config.normalize:
     mean, std = data.transforms.channel_stats(splits["train"]["image"])
@@ -172,14 +184,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        num_classes=info.num_classes, seed=config.seed)
   probe = (splits["train"]["image"][probe_index], splits["train"]["label"][probe_index])
   kinds = tuple(config.fisher.kinds)
+  mesh = parallel.data_mesh()
   hook = fisher_trace_hook(apply_fn, probe, kinds=kinds, method=config.fisher.method,
-                           chunk_size=config.fisher.chunk_size)
+                           chunk_size=config.fisher.chunk_size, mesh=mesh)
 
   result = train.fit(
       train.classification(apply_fn), optimizer, state, train_data=splits["train"],
       batch_size=config.batch_size, seed=config.seed, num_epochs=config.num_epochs,
       eval_data={"test": splits["test"]}, eval_batch_size=config.eval_batch_size, hooks=[hook],
-      workdir=workdir, checkpoint_every=config.checkpoint_every)
+      workdir=workdir, checkpoint_every=config.checkpoint_every, mesh=mesh)
 
   if not io.is_primary_process():
     return {}

@@ -14,10 +14,8 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 
-
-def is_primary_process() -> bool:
-  """True on the process that writes files (``jax.process_index() == 0``)."""
-  return jax.process_index() == 0
+# The process that writes files (process 0); one definition, in `infojax.parallel`.
+from infojax.parallel import is_main_process as is_primary_process  # noqa: F401
 
 
 def to_json_value(value: Any):

@@ -1,8 +1,9 @@
 """Models (flax.linen; NHWC inputs with a leading example axis; logits of shape (N, num_classes)).
 
-Parameterised layers are flax ``Dense`` and ``Conv`` with their default names, so the Fisher
-engine's factored fast path covers every model here except the normalisation parameters of
-``ResNet18(norm="group"|"batch")`` and ``AllCNN(batch_norm=True)`` (those take the exact vmap path).
+Parameterised layers are flax ``Dense``, ``Conv`` and ``GroupNorm`` with their default names, so the
+Fisher engine's factored fast path covers every model here except those with BatchNorm
+(``ResNet18(norm="batch")``, ``AllCNN(batch_norm=True)``), whose per-example quantities need eval
+mode and take the exact vmap path.
 """
 
 from infojax.models.allcnn import AllCNN

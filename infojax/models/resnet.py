@@ -73,9 +73,8 @@ class ResNet18(nn.Module):
 
   ``norm="group"`` (GroupNorm with the largest divisor of the channel count up to 32 as the number
   of groups; Wu & He 2018) and ``norm="none"`` treat examples independently, so per-example
-  gradients and Fisher quantities are defined. GroupNorm's ``scale``/``bias`` are not ``Dense``/
-  ``Conv`` parameters, so the Fisher engine's factored fast path does not cover them and
-  ``method="auto"`` uses the exact vmap strategy; ``norm="none"`` is covered by the fast path.
+  gradients and Fisher quantities are defined; the Fisher engine's factored fast path covers both
+  (GroupNorm's per-example ``scale``/``bias`` gradients are formed from its normalised input).
   ``norm="batch"`` couples the examples of a batch in training mode; per-example quantities then
   need eval mode (``train=False``, the default, using running statistics). Train it with
   ``model.apply(variables, x, train=True, mutable=["batch_stats"])``.

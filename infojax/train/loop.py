@@ -23,6 +23,7 @@ of scalars, called after evaluation at every epoch (and at epoch 0, before train
 ``log_initial``); their values go into the epoch's record.
 """
 
+import functools
 import os
 import sys
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
@@ -34,6 +35,7 @@ import optax
 import tqdm
 
 from infojax import likelihoods
+from infojax import parallel
 from infojax.io import metrics as metrics_lib
 from infojax.train.checkpoint import CHECKPOINT_DIR
 from infojax.train.checkpoint import Checkpointer
@@ -220,14 +222,16 @@ def _leading_size(tree, name) -> int:
   return sizes.pop()
 
 
-def make_eval_set(arrays: Batch, *, batch_size: int,
-                  put_on_device: Callable = jax.device_put) -> EvalSet:
+def make_eval_set(arrays: Batch, *, batch_size: int, put_on_device: Callable = jax.device_put,
+                  multiple_of: int = 1) -> EvalSet:
   """Pads a split to full batches (repeating its first examples, with weight 0) and stacks them.
 
   Args:
     arrays: a pytree of arrays with a common leading axis N (e.g. ``{"image", "label"}``).
-    batch_size: examples per evaluation batch; ``min(batch_size, N)`` is used.
+    batch_size: examples per evaluation batch; ``min(batch_size, N)`` is used, rounded up to a
+      multiple of ``multiple_of``.
     put_on_device: moves the stacked arrays to the devices (e.g. a sharding function).
+    multiple_of: e.g. the number of devices the batch axis is sharded over.
 
   Returns:
     An `EvalSet` with ``ceil(N / batch_size)`` batches.
@@ -237,7 +241,9 @@ def make_eval_set(arrays: Batch, *, batch_size: int,
     raise ValueError("make_eval_set: the split is empty.")
   if batch_size < 1:
     raise ValueError(f"make_eval_set: batch_size must be positive; got {batch_size}.")
-  batch_size = min(batch_size, num_examples)
+  if multiple_of < 1:
+    raise ValueError(f"make_eval_set: multiple_of must be positive; got {multiple_of}.")
+  batch_size = -(-min(batch_size, num_examples) // multiple_of) * multiple_of
   steps = -(-num_examples // batch_size)
   index = np.arange(steps * batch_size) % num_examples
   weights = (np.arange(steps * batch_size) < num_examples).astype(np.float32)
@@ -348,7 +354,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         eval_data: Optional[Mapping[str, Batch]] = None, eval_batch_size: int = 1000,
         hooks: Sequence[Hook] = (), workdir: Optional[str] = None, checkpoint_every: int = 1,
         max_checkpoints_to_keep: Optional[int] = 2, log_initial: bool = True,
-        progress: bool = True, put_on_device: Callable = jax.device_put) -> FitResult:
+        progress: bool = True, mesh: Optional[jax.sharding.Mesh] = None,
+        put_on_device: Optional[Callable] = None) -> FitResult:
   """Trains for ``num_epochs`` epochs, resuming from the newest checkpoint in ``workdir`` if any.
 
   Each epoch ``e`` (counting from 1) is one call of the compiled scan over its batches, then exact
@@ -387,9 +394,16 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     max_checkpoints_to_keep: the newest checkpoints kept on disk (``None``: all).
     log_initial: also record epoch 0 (evaluation and hooks on the initial state, no training).
     progress: show a tqdm bar on stderr (process 0; tqdm hides it when stderr is not a terminal).
+    mesh: a data-parallel device mesh (`infojax.parallel.data_mesh`), possibly spanning several
+      processes. The state is replicated over it (leaves already laid out on it, e.g. by
+      `infojax.parallel.shard_params`, keep their layout), and each epoch's batches and the
+      evaluation sets are sharded over its ``"data"`` axis with `infojax.parallel.put_sharded`:
+      every process passes the same full arrays and places only its devices' rows, so the run
+      gives the numbers of one device (up to float rounding in the reductions) whatever the number
+      of devices and processes. The batch size must be a multiple of the device count.
     put_on_device: applied to each epoch's stacked batches and to the evaluation sets before use,
-      e.g. a function placing them with a ``NamedSharding`` over the batch axis (axis 1 of the
-      stacked training arrays). Default: ``jax.device_put``.
+      instead of the mesh's placement (e.g. a custom sharding of axis 1 of the stacked training
+      arrays). Default: the mesh's placement with a mesh, else ``jax.device_put``.
 
   Returns:
     A `FitResult` with the final state and the history of records.
@@ -410,9 +424,20 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     raise ValueError("fit: eval_data may not be named 'train' (train_* holds the training-step "
                      "means); use e.g. 'train_eval'.")
 
+  shards = 1
+  if mesh is not None:
+    shards = mesh.shape[parallel.DATA_AXIS]
+    if batch_size is not None and not callable(train_data):
+      parallel.check_global_batch_size(batch_size, mesh)
+    state = parallel.to_mesh(state, mesh)
+    if put_on_device is None:
+      put_on_device = functools.partial(parallel.put_sharded, mesh=mesh, batch_axis=1)
+  put_on_device = jax.device_put if put_on_device is None else put_on_device
+
   train_epoch = make_train_epoch(objective, optimizer)
   evaluate = make_evaluator(objective)
-  eval_sets = {name: make_eval_set(arrays, batch_size=eval_batch_size, put_on_device=put_on_device)
+  eval_sets = {name: make_eval_set(arrays, batch_size=eval_batch_size, put_on_device=put_on_device,
+                                   multiple_of=shards)
                for name, arrays in eval_data.items()}
 
   def measure(epoch, current, record):
