@@ -28,6 +28,10 @@ def get_config(arg=None):
   config.dataset = "digits"
   config.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: the TFDS default
   config.normalize = True  # standardise each channel with the training split's mean and std
+  # Multi-process runs: each process reads only its share of each split (tfds.split_for_jax_process)
+  # instead of holding the whole splits; for data too large for one host (results then depend on
+  # the number of processes through the batches).
+  config.process_local_data = False
   config.model = "lenet5"
   config.model_kwargs = ml_collections.ConfigDict()
   config.seed = 0

@@ -1,18 +1,19 @@
 """Likelihoods p(y | outputs): negative log-likelihood, sampling and the output-space Fisher factor.
 
-A likelihood turns a network's outputs into a predictive distribution. The curvature engine needs three
-things from it:
+A likelihood turns a network's outputs into a predictive distribution. The curvature engine needs
+three things from it:
 
 * ``nll(outputs, targets)``: the negative log-likelihood in nats, element-wise over the leading axes
   (one value per prediction; the engine sums the values of one example);
 * ``sample(key, outputs, num_samples)``: targets drawn from the predictive distribution, with a new
   leading axis of size ``num_samples`` (the ``"mc"`` Fisher);
 * ``fisher_factor(outputs)``: for the outputs of ONE example, a stack of K output-space columns
-  ``S`` (shape ``(K, *outputs.shape)``) with ``sum_k s_k s_k^T = d^2 nll / d outputs^2``, the Hessian of
-  the negative log-likelihood in the outputs. For an exponential family in its natural parameters this
-  equals the Fisher information of the outputs, ``E_{y ~ p(y|z)}[grad_z nll grad_z nll^T]``, so the
-  exact ("true") Fisher of the weights is ``(1/N) sum_n sum_k (J_n^T s_nk)(J_n^T s_nk)^T``
-  (Martens 2020, "New insights and perspectives on the natural gradient method", JMLR 21(146), §9).
+  ``S`` (shape ``(K, *outputs.shape)``) with ``sum_k s_k s_k^T = d^2 nll / d outputs^2``, the
+  Hessian of the negative log-likelihood in the outputs. For an exponential family in its natural
+  parameters this equals the Fisher information of the outputs,
+  ``E_{y ~ p(y|z)}[grad_z nll grad_z nll^T]``, so the exact ("true") Fisher of the weights is
+  ``(1/N) sum_n sum_k (J_n^T s_nk)(J_n^T s_nk)^T`` (Martens 2020, "New insights and perspectives on
+  the natural gradient method", JMLR 21(146), §9).
 
 For the categorical likelihood with softmax probabilities ``p`` the factor is
 ``S = diag(sqrt(p)) - p sqrt(p)^T``, since ``S S^T = diag(p) - p p^T``.
@@ -110,7 +111,8 @@ def _categorical_validate(outputs_shape, targets):
     if low < 0 or high >= outputs_shape[-1]:
       raise ValueError(
           f"categorical likelihood: targets must lie in [0, {outputs_shape[-1] - 1}] "
-          f"(the number of classes is the last axis of the outputs); got values in [{low}, {high}].")
+          "(the number of classes is the last axis of the outputs); "
+          f"got values in [{low}, {high}].")
 
 
 def categorical() -> Likelihood:

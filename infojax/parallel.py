@@ -2,9 +2,9 @@
 
 JAX is the distributed engine: ``jax.distributed`` connects the processes, a one-axis device mesh
 (``"data"``) spans every device of every process, and each process's local batch becomes one global
-array sharded over that axis (``jax.make_array_from_process_local_data``). Parameters are replicated.
-Everything downstream (training steps, the Fisher engine) runs under ``jit`` on the global arrays and
-gives the numbers of one device holding the whole batch, up to float rounding.
+array sharded over that axis (``jax.make_array_from_process_local_data``). Parameters are
+replicated. Everything downstream (training steps, the Fisher engine) runs under ``jit`` on the
+global arrays and gives the numbers of one device holding the whole batch, up to float rounding.
 
 The same command runs on every host. Multi-process runs are recognised from
 
@@ -161,29 +161,61 @@ def replicated_sharding(mesh: Optional[jax.sharding.Mesh] = None) -> jax.shardin
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
-def shard_batch(local_batch, mesh: Optional[jax.sharding.Mesh] = None, *,
+def shard_batch(local_batch, mesh: Optional[jax.sharding.Mesh] = None, *, batch_axis: int = 0,
                 axis_name: str = DATA_AXIS):
   """Turns each process's local batch into global arrays sharded over the data axis.
 
   Args:
-    local_batch: a pytree of arrays with a leading example axis, this process's share (processes
-      hold equal shares; process p's examples come p-th in the global batch).
+    local_batch: a pytree of arrays with an example axis ``batch_axis``, this process's share
+      (processes hold equal shares; process p's examples come p-th in the global batch).
     mesh: the device mesh (default: ``data_mesh()`` over all devices).
+    batch_axis: the example axis (1 for stacked epoch batches ``(steps, batch, ...)``).
     axis_name: the mesh axis to shard the example axis over.
 
   Returns:
-    The same pytree of global ``jax.Array``s, leading axis ``local_size * process_count``.
+    The same pytree of global ``jax.Array``s, example axis ``local_size * process_count``.
   """
   mesh = data_mesh() if mesh is None else mesh
-  sizes = {np.shape(x)[0] for x in jax.tree.leaves(local_batch)}
-  if len(sizes) != 1:
-    raise ValueError(f"shard_batch: every leaf needs the same leading (example) axis; got sizes "
-                     f"{sorted(sizes)}.")
+  shapes = [np.shape(x) for x in jax.tree.leaves(local_batch)]
+  sizes = {shape[batch_axis] if len(shape) > batch_axis else None for shape in shapes}
+  if len(sizes) != 1 or None in sizes:
+    raise ValueError(f"shard_batch: every leaf needs the same example axis {batch_axis}; got "
+                     f"shapes {shapes}.")
   (local_size,) = sizes
   check_global_batch_size(local_size * jax.process_count(), mesh, axis_name=axis_name)
-  sharding = batch_sharding(mesh, axis_name=axis_name)
+  spec = jax.sharding.PartitionSpec(*([None] * batch_axis), axis_name)
+  sharding = jax.sharding.NamedSharding(mesh, spec)
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def _process_allgather(x) -> np.ndarray:
+  """``(process_count, *x.shape)``: every process's ``x``, bit for bit (float64 included, which
+  jax would otherwise round to float32 without x64)."""
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  x = np.asarray(x)
+  raw = multihost_utils.process_allgather(np.ascontiguousarray(x.reshape(-1)).view(np.uint8))
+  return np.asarray(raw).view(x.dtype).reshape((-1,) + x.shape)
+
+
+def process_sum(tree):
+  """Sums host arrays over the processes, exactly; every process gets the totals.
+
+  E.g. the moments of a split read per process, for statistics of the whole split.
+  """
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  return jax.tree.map(lambda x: _process_allgather(x).sum(axis=0), tree)
+
+
+def process_concatenate(tree):
+  """Concatenates each process's host arrays along axis 0, in process order, on every process.
+
+  Leaves must have the same shape on every process.
+  """
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  return jax.tree.map(lambda x: np.concatenate(list(_process_allgather(x)), axis=0), tree)
 
 
 def _is_key(x) -> bool:

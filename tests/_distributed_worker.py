@@ -1,8 +1,8 @@
 """One process of a multi-process run on localhost (used by tests/test_parallel.py).
 
 Usage: python _distributed_worker.py OUT_FILE  (with JAX_COORDINATOR_ADDRESS, INFOJAX_NUM_PROCESSES,
-INFOJAX_PROCESS_ID and XLA_FLAGS set by the caller). Computes the Fisher diagonal of a fixed model on
-a global batch whose halves live in different processes, and writes it (process 0 only) as .npz.
+INFOJAX_PROCESS_ID and XLA_FLAGS set by the caller). Computes the Fisher diagonal of a fixed model
+on a global batch whose halves live in different processes, and writes it (process 0 only) as .npz.
 """
 
 import sys

@@ -161,7 +161,7 @@ def test_diagonal_matches_reference(case, kind, precision, x64):
   methods = METHODS if factored.plan(apply_fn, params, batch[0]).reason is None else ("vmap",)
   for method in methods + ("auto",):
     actual = diagonal(apply_fn, params, batch, likelihood=LIK, kind=kind, key=key,
-                                mc_samples=3, method=method)
+                      mc_samples=3, method=method)
     assert jax.tree.structure(actual) == jax.tree.structure(params)
     assert all(a.dtype == dtype for a in jax.tree.leaves(actual))
     assert _relative_error(actual, expected) <= _tolerance(dtype), method
@@ -175,10 +175,10 @@ def test_trace_matches_reference(case, kind, x64):
   expected = ij.fisher.reference.trace(apply_fn, params, batch, likelihood=LIK, kind=kind, key=key)
   for method in ("vmap", "auto"):
     actual = trace(apply_fn, params, batch, likelihood=LIK, kind=kind, key=key,
-                             method=method)
+                   method=method)
     assert abs(float(actual) - float(expected)) <= 1e-5 * abs(float(expected))
     per_leaf = trace(apply_fn, params, batch, likelihood=LIK, kind=kind, key=key,
-                               method=method, per_leaf=True)
+                     method=method, per_leaf=True)
     assert jax.tree.structure(per_leaf) == jax.tree.structure(params)
     np.testing.assert_allclose(sum(jax.tree.leaves(per_leaf)), actual, rtol=1e-6)
 
@@ -219,7 +219,7 @@ def test_diagonal_is_vmappable_over_parameter_sets():
   batched = jax.vmap(lambda p: ij.fisher.diagonal(apply_fn, p, batch, likelihood=LIK))(stacked)
   for i, scale in enumerate((1.0, 0.5)):
     single = diagonal(apply_fn, jax.tree.map(lambda p: scale * p, params), batch,
-                                likelihood=LIK)
+                      likelihood=LIK)
     assert _relative_error(jax.tree.map(lambda b: b[i], batched), single) <= 1e-6
 
 
@@ -244,7 +244,7 @@ def test_other_likelihoods_match_reference(likelihood, kind, x64):
                                           kind=kind, key=key, mc_samples=2)
   for method in METHODS:
     actual = diagonal(apply_fn, params, batch, likelihood=likelihood, kind=kind,
-                                key=key, mc_samples=2, method=method)
+                      key=key, mc_samples=2, method=method)
     assert _relative_error(actual, expected) <= 1e-5
 
 
@@ -263,7 +263,7 @@ def test_sequence_outputs_use_one_fisher_block_per_prediction(x64):
   expected = ij.fisher.reference.diagonal(apply_fn, params, batch, likelihood=LIK, kind="true")
   for method in METHODS:
     actual = diagonal(apply_fn, params, batch, likelihood=LIK, kind="true",
-                                method=method)
+                      method=method)
     assert _relative_error(actual, expected) <= 1e-5
   # The true Fisher is an expectation of squared gradients over the sampled labels: check that
   # the columns' outer products equal the exact covariance of grad_z nll for one example.
@@ -285,7 +285,7 @@ def test_mc_converges_to_true_at_the_monte_carlo_rate():
   errors = {}
   for samples in (16, 1024):
     runs = [diagonal(apply_fn, params, batch, likelihood=LIK, kind="mc",
-                               mc_samples=samples, key=jax.random.key(seed)) for seed in range(4)]
+                     mc_samples=samples, key=jax.random.key(seed)) for seed in range(4)]
     errors[samples] = np.mean([_relative_error(r, exact) for r in runs])
   # The error falls like 1/sqrt(S): a factor 8 from 16 to 1024 samples (allow 4 to 16).
   ratio = errors[16] / errors[1024]
@@ -324,7 +324,7 @@ def test_gaussian_linear_regression_fisher_is_the_scaled_gram_matrix(x64):
   scale = 0.5
   lik = ij.likelihoods.gaussian(scale)
   actual = diagonal(lambda p, x: x @ p["w"], params, (inputs, targets), likelihood=lik,
-                              kind="true")
+                    kind="true")
   expected = jnp.sum(inputs ** 2, axis=0) / (9 * scale ** 2)
   np.testing.assert_allclose(actual["w"][:, 0], expected, rtol=1e-12)
 
@@ -397,7 +397,8 @@ def test_per_layer_and_per_filter_aggregation():
 @pytest.mark.parametrize("axis_type", ["explicit", "auto"])
 @pytest.mark.parametrize("kind", ["empirical", "true"])
 def test_sharded_batch_gives_the_single_device_answer(axis_type, kind):
-  """Regression: a single vmap of per-example conv gradients over a sharded batch is wrong in XLA."""
+  """Regression: a single vmap of per-example conv gradients over a sharded batch is wrong in
+  XLA."""
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
   apply_fn, params, batch = _flax_case(CNN(), (9, 9, 2), num_examples=16, outputs=4)
@@ -406,7 +407,8 @@ def test_sharded_batch_gives_the_single_device_answer(axis_type, kind):
   mesh = jax.make_mesh((8,), ("data",), axis_types=(types[axis_type],))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   sharded = jax.device_put(batch, sharding)
-  replicated = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  replicated = jax.device_put(params,
+                              jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   for method in METHODS:
     with jax.set_mesh(mesh):
       actual = jax.jit(lambda p, b, m=method: ij.fisher.diagonal(
@@ -414,7 +416,8 @@ def test_sharded_batch_gives_the_single_device_answer(axis_type, kind):
     assert _relative_error(actual, expected) <= 1e-5
     trace_value = jax.jit(lambda p, b, m=method: ij.fisher.trace(
         apply_fn, p, b, likelihood=LIK, kind=kind, method=m))(replicated, sharded)
-    np.testing.assert_allclose(trace_value, sum(float(jnp.sum(x)) for x in jax.tree.leaves(expected)),
+    np.testing.assert_allclose(trace_value,
+                               sum(float(jnp.sum(x)) for x in jax.tree.leaves(expected)),
                                rtol=1e-5)
 
 
@@ -425,9 +428,11 @@ def test_sharded_batch_gives_the_single_device_answer(axis_type, kind):
 
 def test_bad_input_gets_a_clear_error():
   apply_fn, params, (inputs, targets) = CASES["mlp"]()
-  call = lambda **kw: ij.fisher.diagonal(apply_fn, kw.pop("params", params),
-                                         kw.pop("batch", (inputs, targets)),
-                                         likelihood=kw.pop("likelihood", LIK), **kw)
+
+  def call(**kw):
+    return ij.fisher.diagonal(apply_fn, kw.pop("params", params),
+                              kw.pop("batch", (inputs, targets)),
+                              likelihood=kw.pop("likelihood", LIK), **kw)
   with pytest.raises(ValueError, match="same leading"):
     call(batch=(inputs, targets[:-1]))
   with pytest.raises(ValueError, match=r"targets must lie in \[0, 2\]"):
@@ -459,7 +464,8 @@ def test_bad_input_gets_a_clear_error():
     ij.likelihoods.gaussian(0.0)
   with pytest.raises(ValueError, match="0 or 1"):
     ij.fisher.diagonal(lambda p, x: x @ p, jnp.ones((3, 2)),
-                       (jnp.ones((4, 3)), jnp.full((4, 2), 0.5)), likelihood=ij.likelihoods.bernoulli())
+                       (jnp.ones((4, 3)), jnp.full((4, 2), 0.5)),
+                       likelihood=ij.likelihoods.bernoulli())
 
 
 # ----------------------------------------------------------------------------------------------

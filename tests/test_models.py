@@ -120,6 +120,7 @@ def test_convnet_defaults_are_the_benchmark_cnn_workload():
               + dense_params(64, 10))
   assert param_count(params) == expected
   assert (model.strides, model.padding, model.num_classes) == ((1, 2, 2), 1, 10)
+
   # stride-2 convolutions with padding 1: 32 -> 32 -> 16 -> 8
   def intermediates(params, inputs):
     _, state = model.apply({"params": params}, inputs, capture_intermediates=True,

@@ -97,8 +97,8 @@ def test_kolmogorov_knee_on_known_curves():
   noisy = structured + np.where(t > 25.0, -0.3 * (1.0 + np.sin(t)), 0.0)
   assert t[int(weights.kolmogorov_knee(t, noisy, num_examples=1))] == 25.0
   assert t[int(weights.kolmogorov_knee(t, noisy, num_examples=1, tolerance=0.1))] > 25.0
-  assert int(jax.jit(lambda a, b: weights.kolmogorov_knee(a, b, num_examples=1))(t, structured)) \
-      == 50
+  assert int(jax.jit(lambda a, b: weights.kolmogorov_knee(a, b, num_examples=1))(
+      t, structured)) == 50
   with pytest.raises(ValueError, match="1-D"):
     weights.kolmogorov_knee(t, structured[:-1], num_examples=1)
 

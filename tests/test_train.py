@@ -362,6 +362,21 @@ def test_fit_on_a_mesh_gives_the_single_device_run_and_checkpoints(tmp_path, sha
     assert restored.sharding.is_equivalent_to(leaf.sharding, leaf.ndim)
 
 
+def test_fit_with_data_per_process_on_one_process_is_the_mesh_run():
+  """One process holds every share: the per-process data path gives the mesh run exactly."""
+  objective, optimizer, state, _, (inputs, labels) = _fit_setup(batch=16)
+  mesh = parallel.data_mesh()
+  test = {"image": inputs[:93], "label": labels[:93]}
+  kwargs = dict(train_data={"image": inputs, "label": labels}, batch_size=16, num_epochs=2,
+                eval_batch_size=30, eval_data={"test": test}, mesh=mesh)
+  shared = train.fit(objective, optimizer, state, **kwargs)
+  per_process = train.fit(objective, optimizer, state, data_per_process=True, **kwargs)
+  assert per_process.history == shared.history
+  with pytest.raises(ValueError, match="data_per_process=True needs a mesh"):
+    train.fit(objective, optimizer, state, data_per_process=True,
+              **{**kwargs, "mesh": None})
+
+
 def test_fit_on_a_mesh_rejects_a_batch_that_does_not_split():
   objective, optimizer, state, _, (inputs, labels) = _fit_setup(batch=16)
   with pytest.raises(ValueError, match=r"global batch size \(12\) must be a positive multiple"):

@@ -11,8 +11,8 @@ def _images(shape=(6, 16, 16, 3), seed=0):
 
 
 def test_channel_stats_and_normalize():
-  images = _images() * np.array([1.0, 2.0, 3.0], np.float32) + np.array([0.5, -1.0, 4.0],
-                                                                          np.float32)
+  images = (_images() * np.array([1.0, 2.0, 3.0], np.float32)
+            + np.array([0.5, -1.0, 4.0], np.float32))
   mean, std = transforms.channel_stats(images)
   flat = images.reshape(-1, 3).astype(np.float64)
   np.testing.assert_allclose(mean, flat.mean(axis=0), rtol=1e-6)

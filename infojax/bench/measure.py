@@ -190,7 +190,8 @@ def run_peak_memory(entries: List[Entry], measurements: List[Measurement], *, pr
     return ("torch rows: CUDA allocator peak above the memory allocated before the call; JAX rows: "
             "none (no resettable device peak), see the XLA column")
   return (f"the largest, over {probes} calls after warm-up (1 for calls over {slow_call_s:g} s, "
-          f"none for calls over {max_call_s:g} s), of the resident-set high-water mark during the call minus the resident set before it "
+          f"none for calls over {max_call_s:g} s), of the resident-set high-water mark during the "
+          "call minus the resident set before it "
           "(glibc mmap threshold 64 KiB while measuring)")
 
 

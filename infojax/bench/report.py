@@ -177,6 +177,9 @@ def write_results(path: str, rows: Sequence[Row], *, command: str, machine: Dict
     lines.append(f"| {t['kind']} | {t['workload']} | {t['quantity']} | {t['target']} | "
                  f"{t['measured']}{error} | {'met' if t['met'] else 'MISSED'} | "
                  f"{t.get('best_peer_this_run', '-')} | {t.get('best_peer_in_issue', '-')} |")
+  if any(not t["met"] for t in target_rows):
+    lines += ["", "Why each missed target is missed, and what would close it: "
+              "[ANALYSIS.md](ANALYSIS.md) (written by hand after the run)."]
   if notes:
     lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

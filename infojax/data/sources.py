@@ -52,7 +52,8 @@ def default_data_dir() -> str:
 def _tfds():
   """Imports tensorflow_datasets and registers the offline builders."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  import infojax.data.builders  # pylint: disable=import-outside-toplevel,unused-import
+  # Imported for its side effect: it registers the offline TFDS builders.
+  import infojax.data.builders  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   return tfds
 
 

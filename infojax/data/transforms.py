@@ -40,13 +40,16 @@ def _labels(caller: str, labels, *, num_classes: Optional[int] = None) -> np.nda
   return labels
 
 
-def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(images, *, across_processes: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Per-channel mean and standard deviation over every axis but the last.
 
   Compute them on the training split and normalise every split with them.
 
   Args:
     images: (N, ..., C) array.
+    across_processes: ``images`` is this process's share of a split read per process
+      (``infojax.data.load(..., process_local=True)``): return the statistics of the union of all
+      processes' shares (the same on every process).
 
   Returns:
     ``(mean, std)``, each (C,) float32 (accumulated in float64).
@@ -55,8 +58,15 @@ def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
   if images.ndim < 2:
     raise ValueError(f"channel_stats: images must have shape (N, ..., C); got {images.shape}.")
   axes = tuple(range(images.ndim - 1))
-  mean = images.mean(axis=axes, dtype=np.float64)
-  std = images.std(axis=axes, dtype=np.float64)
+  moments = (np.asarray(float(np.prod(images.shape[:-1]))),
+             images.sum(axis=axes, dtype=np.float64),
+             np.square(images, dtype=np.float64).sum(axis=axes))
+  if across_processes:
+    from infojax import parallel  # pylint: disable=import-outside-toplevel
+    moments = parallel.process_sum(moments)
+  count, total, total_sq = moments
+  mean = total / count
+  std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
   return mean.astype(np.float32), std.astype(np.float32)
 
 

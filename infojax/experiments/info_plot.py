@@ -105,6 +105,22 @@ def fisher_trace_hook(apply_fn: Callable, probe: tuple, *,
   return hook
 
 
+def _probe_set(arrays, *, per_class, num_classes, seed, per_process):
+  """The class-balanced probe set ``(inputs, labels)``, the same on every process.
+
+  With ``per_process`` (each process holds its share of the split), each process draws
+  ``per_class / process_count`` examples per class from its share and the draws are pooled.
+  """
+  processes = jax.process_count() if per_process else 1
+  if per_class % processes:
+    raise ValueError(f"info_plot: fisher.probe_per_class ({per_class}) must be a multiple of the "
+                     f"number of processes ({processes}) with process_local_data.")
+  index = balanced_probe_indices(arrays["label"], per_class=per_class // processes,
+                                 num_classes=num_classes, seed=seed)
+  probe = (arrays["image"][index], arrays["label"][index])
+  return parallel.process_concatenate(probe) if per_process else probe
+
+
 def _summary(history, kinds):
   last = history[-1]
   summary = {"epochs": last["epoch"]}
@@ -149,13 +165,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   workdir = config_lib.prepare_workdir(config, workdir)
   info = data.dataset_info(config.dataset, data_dir=config.data_dir)
-  # Every process holds the whole (in-memory) splits and places only its devices' rows of each
+  # By default every process holds the whole splits and places only its devices' rows of each
   # batch, so statistics, probe set and batches, hence the results, do not depend on the number
-  # of processes or devices.
-  splits = {split: data.load(config.dataset, split, data_dir=config.data_dir, process_local=False)
+  # of processes or devices. With process_local_data, each process reads only its share
+  # (tfds.split_for_jax_process); statistics and the probe set are then pooled over processes.
+  per_process = config.process_local_data
+  splits = {split: data.load(config.dataset, split, data_dir=config.data_dir,
+                             process_local=per_process)
             for split in ("train", "test")}
   if config.normalize:
-    mean, std = data.transforms.channel_stats(splits["train"]["image"])
+    mean, std = data.transforms.channel_stats(splits["train"]["image"],
+                                              across_processes=per_process)
     std = np.where(std > 0, std, 1.0)
     for arrays in splits.values():
       arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
@@ -172,17 +192,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "Fisher needs a model that treats examples independently. Choose a variant without them.")
   apply_fn = models.make_apply_fn(model)
 
-  num_train = splits["train"]["label"].shape[0]
+  num_train = int(parallel.process_sum(len(splits["train"]["label"])) if per_process
+                  else len(splits["train"]["label"]))
   if config.batch_size > num_train:
     raise ValueError(f"info_plot: batch_size {config.batch_size} exceeds the {num_train} training "
                      "examples.")
   optimizer = train.make_optimizer(config.optimizer, steps_per_epoch=num_train // config.batch_size,
                                    num_epochs=config.num_epochs)
   state = train.init_state(variables["params"], optimizer, key=run_key)
-  probe_index = balanced_probe_indices(splits["train"]["label"],
-                                       per_class=config.fisher.probe_per_class,
-                                       num_classes=info.num_classes, seed=config.seed)
-  probe = (splits["train"]["image"][probe_index], splits["train"]["label"][probe_index])
+  probe = _probe_set(splits["train"], per_class=config.fisher.probe_per_class,
+                     num_classes=info.num_classes, seed=config.seed, per_process=per_process)
   kinds = tuple(config.fisher.kinds)
   mesh = parallel.data_mesh()
   hook = fisher_trace_hook(apply_fn, probe, kinds=kinds, method=config.fisher.method,
@@ -192,7 +211,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       train.classification(apply_fn), optimizer, state, train_data=splits["train"],
       batch_size=config.batch_size, seed=config.seed, num_epochs=config.num_epochs,
       eval_data={"test": splits["test"]}, eval_batch_size=config.eval_batch_size, hooks=[hook],
-      workdir=workdir, checkpoint_every=config.checkpoint_every, mesh=mesh)
+      workdir=workdir, checkpoint_every=config.checkpoint_every, mesh=mesh,
+      data_per_process=per_process)
 
   if not io.is_primary_process():
     return {}

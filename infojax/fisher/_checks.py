@@ -18,7 +18,8 @@ def is_concrete(tree) -> bool:
 def check_kind(kind: str, *, key=None, mc_samples: int = 1) -> None:
   if kind not in KINDS:
     raise ValueError(f"kind must be one of {KINDS}; got {kind!r}.")
-  if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1:
+  if (isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer))
+      or mc_samples < 1):
     raise ValueError(f"mc_samples must be a positive integer; got {mc_samples!r}.")
   if kind == "mc" and key is None:
     raise ValueError('kind="mc" samples labels from the model and needs a PRNG key: pass key=.')
@@ -32,7 +33,8 @@ def check_method(method: str) -> None:
 def check_chunk_size(chunk_size) -> None:
   if chunk_size is None:
     return
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+  if (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+      or chunk_size < 1):
     raise ValueError(f"chunk_size must be None or a positive integer; got {chunk_size!r}.")
 
 
@@ -54,7 +56,8 @@ def check_params(params) -> None:
     for path, leaf in leaves:
       # Host numpy, not jnp: under an enclosing jit, jnp on a closed-over constant is a tracer.
       if not np.all(np.isfinite(np.asarray(leaf))):
-        raise ValueError(f"params: leaf {_leaf_name(path)} contains non-finite values (NaN or inf).")
+        raise ValueError(
+            f"params: leaf {_leaf_name(path)} contains non-finite values (NaN or inf).")
 
 
 def check_likelihood(likelihood) -> None:

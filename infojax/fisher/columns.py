@@ -4,17 +4,19 @@ Every Fisher the engine computes has the form
 
     F = (1/N) sum_n sum_k (J_n^T u_nk)(J_n^T u_nk)^T,
 
-where ``J_n`` is the Jacobian of example n's outputs in the weights and the ``u_nk`` are K columns in
-output space that depend only on the outputs and targets of that example:
+where ``J_n`` is the Jacobian of example n's outputs in the weights and the ``u_nk`` are K columns
+in output space that depend only on the outputs and targets of that example:
 
 * ``"empirical"`` (K = 1): ``u = grad_z nll(z_n, y_n)`` with the true label;
-* ``"mc"`` (K = S): ``u_s = grad_z nll(z_n, yhat_ns) / sqrt(S)`` with S labels sampled from the model;
+* ``"mc"`` (K = S): ``u_s = grad_z nll(z_n, yhat_ns) / sqrt(S)`` with S labels sampled from the
+  model;
 * ``"true"`` (K = number of output Fisher columns, C for C classes): the columns of the square-root
   factor of the output Fisher, so that ``sum_k u_k u_k^T = E_{y~p(y|z_n)} grad_z nll grad_z nll^T``
-  exactly (Martens 2020, JMLR 21(146); Kunstner, Hennig & Balles 2019, "Limitations of the empirical
-  Fisher approximation").
+  exactly (Martens 2020, JMLR 21(146); Kunstner, Hennig & Balles 2019, "Limitations of the
+  empirical Fisher approximation").
 
-The strategies (``vmap`` and ``factored``) differ only in how they push the columns back to the weights.
+The strategies (``vmap`` and ``factored``) differ only in how they push the columns back to the
+weights.
 """
 
 import jax

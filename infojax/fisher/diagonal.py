@@ -4,9 +4,10 @@ The Fisher of a model p_w(y|x) on examples x_1..x_N (Amari 1998; Martens 2020, J
 
 * ``"empirical"``: ``(1/N) sum_n grad nll(x_n, y_n)**2`` with the data labels;
 * ``"true"``: ``(1/N) sum_n E_{y ~ p_w(y|x_n)} grad nll(x_n, y)**2``, computed exactly as
-  ``(1/N) sum_n sum_k (J_n^T s_nk)**2`` with the columns ``s_nk`` of the square-root factor of the output
-  Fisher (C backward passes' worth of work for C classes, never a sum over sampled labels);
-* ``"mc"``: the same expectation estimated with ``mc_samples`` labels per example drawn with ``key``.
+  ``(1/N) sum_n sum_k (J_n^T s_nk)**2`` with the columns ``s_nk`` of the square-root factor of the
+  output Fisher (C backward passes' worth of work for C classes, never a sum over sampled labels);
+* ``"mc"``: the same expectation estimated with ``mc_samples`` labels per example drawn with
+  ``key``.
 
 This is the Fisher of Achille, Rovere & Soatto (2019), "Critical learning periods in deep networks"
 and of Task2Vec (Achille et al. 2019) when ``kind="true"``; see science.md §0.3 and §13.1.
@@ -43,13 +44,13 @@ def diagonal(apply_fn, params, batch, *, likelihood, kind="empirical", mc_sample
       ``"mc"`` (``mc_samples`` sampled labels per example, needs ``key``).
     mc_samples: labels sampled per example for ``kind="mc"``.
     key: a PRNG key for ``kind="mc"``; example n uses ``jax.random.split(key, N)[n]``.
-    method: ``"vmap"`` (per-example ``vjp``, any model), ``"factored"`` (per-layer sums of squares for
-      flax ``Dense``/``Conv`` models, no per-example gradients of flat dense layers) or ``"auto"``
-      (``factored`` when every parameter is in a recognised layer, else ``vmap``). Both are exact and
-      agree to floating-point rounding.
-    chunk_size: examples (and output columns) processed per chunk; bounds memory. ``None``: the whole
-      batch for ``factored``; for ``vmap``, chunks of at most 2**27 per-example gradient entries
-      (512 MiB in float32).
+    method: ``"vmap"`` (per-example ``vjp``, any model), ``"factored"`` (per-layer sums of squares
+      for flax ``Dense``/``Conv`` models, no per-example gradients of flat dense layers) or
+      ``"auto"`` (``factored`` when every parameter is in a recognised layer, else ``vmap``). Both
+      are exact and agree to floating-point rounding.
+    chunk_size: examples (and output columns) processed per chunk; bounds memory. ``None``: the
+      whole batch for ``factored``; for ``vmap``, chunks of at most 2**27 per-example gradient
+      entries (512 MiB in float32).
 
   Returns:
     A pytree with the structure and dtypes of ``params``.
@@ -67,10 +68,11 @@ def diagonal(apply_fn, params, batch, *, likelihood, kind="empirical", mc_sample
 
 def trace(apply_fn, params, batch, *, likelihood, kind="empirical", mc_samples=1, key=None,
           method="auto", chunk_size=None, per_leaf=False):
-  """The trace of the Fisher, ``(1/N) sum_n sum_k ||J_n^T u_nk||^2``, without building the diagonal.
+  """The trace of the Fisher, ``(1/N) sum_n sum_k ||J_n^T u_nk||^2``, without building the
+  diagonal.
 
-  For a flat dense layer the per-example squared norm factorises, ``||a_n||^2 ||g_n||^2``, so the trace
-  costs less than the diagonal there.
+  For a flat dense layer the per-example squared norm factorises, ``||a_n||^2 ||g_n||^2``, so the
+  trace costs less than the diagonal there.
 
   Args:
     apply_fn, params, batch, likelihood, kind, mc_samples, key, method, chunk_size: as in
@@ -99,8 +101,8 @@ def per_layer(tree, *, reduce="sum"):
 
   Args:
     tree: a pytree like ``params``.
-    reduce: ``"sum"`` (e.g. the per-layer trace from a diagonal) or ``"mean"`` (mean over the layer's
-      entries).
+    reduce: ``"sum"`` (e.g. the per-layer trace from a diagonal) or ``"mean"`` (mean over the
+      layer's entries).
 
   Returns:
     A dict ``{layer_name: scalar}`` in the order of the leaves.

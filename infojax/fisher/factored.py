@@ -1,34 +1,35 @@
-"""The factored strategy: per-layer sums of squares without per-example gradients of the whole model.
+"""The factored strategy: per-layer sums of squares without per-example gradients of the
+whole model.
 
 For a layer whose per-example weight gradient is an outer product (a flax ``Dense`` on a flat input,
-``grad_W nll_n = a_n g_n^T`` with the layer input ``a_n`` and the gradient ``g_n`` of the loss in the
-layer's output), the sum over examples of squared gradients is one matrix product,
+``grad_W nll_n = a_n g_n^T`` with the layer input ``a_n`` and the gradient ``g_n`` of the loss in
+the layer's output), the sum over examples of squared gradients is one matrix product,
 
     sum_n (a_n g_n^T)**2 = (A o A)^T (G o G),
 
 so the empirical Fisher diagonal costs a forward pass, the backward pass through the activations (no
 weight gradients) and one extra product per layer (Goodfellow 2015, "Efficient per-example gradient
-computations"; Dangel, Kunstner & Hennig 2020, "BackPACK", ICLR). The exact ("true") Fisher sums over
-the C output-Fisher columns before the product, ``(A o A)^T sum_c (G_c o G_c)``, so only the C
+computations"; Dangel, Kunstner & Hennig 2020, "BackPACK", ICLR). The exact ("true") Fisher sums
+over the C output-Fisher columns before the product, ``(A o A)^T sum_c (G_c o G_c)``, so only the C
 activation backward passes remain and they run as one batched product.
 
-Layers whose per-example gradient is a sum of outer products (``Conv``, or ``Dense`` applied to inputs
-with extra axes) get their per-example weight gradients formed chunk by chunk (never the whole N x P
-tensor at once), squared and summed.
+Layers whose per-example gradient is a sum of outer products (``Conv``, or ``Dense`` applied to
+inputs with extra axes) get their per-example weight gradients formed chunk by chunk (never the
+whole N x P tensor at once), squared and summed.
 
-Layers are found by intercepting flax ``nn.Dense``, ``nn.Conv`` and normalisation calls while ``apply_fn`` runs
-(``flax.linen.intercept_methods``); a zero "tap" added to each layer's output gives the output
-gradients. A layer's kernel is matched to a leaf of ``params`` by identity, so any pytree layout works.
-Normalisation layers (flax ``LayerNorm``, ``GroupNorm``, ``RMSNorm``) whose statistics stay within an
-example are recognised too: their per-example scale gradient is ``sum_positions g o x_hat`` with the
-normalised input ``x_hat`` (the layer re-applied with unit scale and zero bias) and their bias gradient
-``sum_positions g``.
+Layers are found by intercepting flax ``nn.Dense``, ``nn.Conv`` and normalisation calls while
+``apply_fn`` runs (``flax.linen.intercept_methods``); a zero "tap" added to each layer's output
+gives the output gradients. A layer's kernel is matched to a leaf of ``params`` by identity, so any
+pytree layout works. Normalisation layers (flax ``LayerNorm``, ``GroupNorm``, ``RMSNorm``) whose
+statistics stay within an example are recognised too: their per-example scale gradient is
+``sum_positions g o x_hat`` with the normalised input ``x_hat`` (the layer re-applied with unit
+scale and zero bias) and their bias gradient ``sum_positions g``.
 
 The strategy applies only when every parameter leaf belongs to exactly one recognised layer call;
 otherwise ``method="auto"`` uses the exact ``vmap`` strategy (never an approximation).
 
-Assumption (as for any per-example quantity): ``apply_fn`` treats examples independently, i.e. row n of
-every layer's input and output belongs to example n (no batch statistics).
+Assumption (as for any per-example quantity): ``apply_fn`` treats examples independently, i.e. row n
+of every layer's input and output belongs to example n (no batch statistics).
 """
 
 import itertools
@@ -57,7 +58,8 @@ class LayerSpec(NamedTuple):
 
 
 class Plan(NamedTuple):
-  """The result of inspecting ``apply_fn``: the layers, or why the factored strategy cannot apply."""
+  """The result of inspecting ``apply_fn``: the layers, or why the factored strategy cannot
+  apply."""
   layers: tuple
   reason: Optional[str]        # None when every parameter leaf is covered
 
@@ -93,8 +95,8 @@ def _norm_is_per_example(module, ndim: int) -> bool:
 def _run_tapped(apply_fn, params, inputs, taps, on_layer=None):
   """Runs ``apply_fn`` adding ``taps[i]`` to the output of the i-th recognised layer call.
 
-  Returns ``(outputs, layer_inputs)``. ``on_layer(module, kind, layer_input, layer_output)`` is called
-  for every recognised call (used when planning).
+  Returns ``(outputs, layer_inputs)``. ``on_layer(module, kind, layer_input, layer_output)`` is
+  called for every recognised call (used when planning).
   """
   layer_inputs = []
   busy = [False]
@@ -402,7 +404,8 @@ def sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, layers
   return _scatter(params, layers, _chunks.chunked_sum(fn, (inputs, targets, keys), chunk_size))
 
 
-def example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, layers, chunk_size=None):
+def example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, layers,
+                     chunk_size=None):
   """``sum_k ||J_n^T u_nk||^2`` per example and per parameter leaf: leaves of shape (N,)."""
   fn = _column_statistic(_sq_norms, apply_fn, params, layers, column_fn, chunk_size)
   return _scatter(params, layers, _chunks.chunked_map(fn, (inputs, targets, keys), chunk_size))

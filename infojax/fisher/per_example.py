@@ -1,10 +1,10 @@
 """Per-example gradients and their norms, and the ``vmap`` strategy of the engine.
 
 The ``vmap`` strategy works for any ``apply_fn``: for each example it linearises the model once
-(``jax.vjp``) and pulls the K output-space columns back to the weights, in chunks of examples so that at
-most ``chunk_size * K`` per-example gradients exist at once. The ``factored`` strategy
-(``infojax.fisher.factored``) gives the same numbers for models made of flax ``Dense``/``Conv`` layers
-without forming per-example gradients of the whole model.
+(``jax.vjp``) and pulls the K output-space columns back to the weights, in chunks of examples so
+that at most ``chunk_size * K`` per-example gradients exist at once. The ``factored`` strategy
+(``infojax.fisher.factored``) gives the same numbers for models made of flax ``Dense``/``Conv``
+layers without forming per-example gradients of the whole model.
 """
 
 import jax
@@ -172,8 +172,9 @@ def per_example_grad_norms(apply_fn, params, batch, *, likelihood, method="auto"
                            per_leaf=False):
   """L2 norms of the per-example gradients, without materialising them where the layer allows.
 
-  For a flat dense layer ``||a_n g_n^T||^2 = ||a_n||^2 ||g_n||^2``, so the factored strategy needs no
-  per-example gradient at all there (Goodfellow 2015, "Efficient per-example gradient computations").
+  For a flat dense layer ``||a_n g_n^T||^2 = ||a_n||^2 ||g_n||^2``, so the factored strategy needs
+  no per-example gradient at all there (Goodfellow 2015, "Efficient per-example gradient
+  computations").
 
   Args:
     apply_fn, params, batch, likelihood, method, chunk_size: as in ``per_example_grads``.

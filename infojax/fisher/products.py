@@ -1,8 +1,8 @@
 """Fisher-vector and Hessian-vector products (matrix-free).
 
-``F v = (1/N) sum_n J_n^T M_n J_n v`` with the output-space Fisher ``M_n = sum_k u_nk u_nk^T`` of the
-chosen kind: one linearisation of the model (``jax.linearize``), a JVP, K inner products per example
-in output space, and the transposed JVP (a VJP). For ``kind="true"`` this is the generalised
+``F v = (1/N) sum_n J_n^T M_n J_n v`` with the output-space Fisher ``M_n = sum_k u_nk u_nk^T`` of
+the chosen kind: one linearisation of the model (``jax.linearize``), a JVP, K inner products per
+example in output space, and the transposed JVP (a VJP). For ``kind="true"`` this is the generalised
 Gauss-Newton product of Schraudolph (2002), "Fast curvature matrix-vector products for second-order
 gradient descent", Neural Computation 14(7), equal to the Fisher for canonical likelihoods.
 """
@@ -61,8 +61,9 @@ def vector_product(apply_fn, params, batch, vector, *, likelihood, kind="true", 
 def hessian_vector_product(apply_fn, params, batch, vector, *, likelihood):
   """The Hessian-vector product ``H v`` of the mean negative log-likelihood over ``batch``.
 
-  ``H = F_true + (1/N) sum_n sum_j (d nll / d z_nj) d^2 z_nj / dw^2`` (science.md §2.5), so comparing
-  with ``vector_product(kind="true")`` measures the residual of the Gauss-Newton approximation.
+  ``H = F_true + (1/N) sum_n sum_j (d nll / d z_nj) d^2 z_nj / dw^2`` (science.md §2.5), so
+  comparing with ``vector_product(kind="true")`` measures the residual of the Gauss-Newton
+  approximation.
 
   Cost: about two gradients (forward-over-reverse, Pearlmutter 1994).
   """

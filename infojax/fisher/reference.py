@@ -1,10 +1,10 @@
 """Float64 brute-force references for every quantity of the engine.
 
 Explicit Python loops over examples (and, for ``kind="true"``, over the output-Fisher columns), one
-``jax.grad``/``jax.vjp`` at a time, in float64, with dense matrices where a product is asked for. Slow
-by design: they are the ground truth that tests, and users checking their own models, compare against.
-Labels for ``kind="mc"`` are drawn exactly as the engine draws them (``columns.sample_targets`` on the
-model as given), then everything is recomputed in float64.
+``jax.grad``/``jax.vjp`` at a time, in float64, with dense matrices where a product is asked for.
+Slow by design: they are the ground truth that tests, and users checking their own models, compare
+against. Labels for ``kind="mc"`` are drawn exactly as the engine draws them
+(``columns.sample_targets`` on the model as given), then everything is recomputed in float64.
 
 Requires ``jax.config.update("jax_enable_x64", True)``.
 """

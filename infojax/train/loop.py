@@ -355,7 +355,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         hooks: Sequence[Hook] = (), workdir: Optional[str] = None, checkpoint_every: int = 1,
         max_checkpoints_to_keep: Optional[int] = 2, log_initial: bool = True,
         progress: bool = True, mesh: Optional[jax.sharding.Mesh] = None,
-        put_on_device: Optional[Callable] = None) -> FitResult:
+        data_per_process: bool = False, put_on_device: Optional[Callable] = None) -> FitResult:
   """Trains for ``num_epochs`` epochs, resuming from the newest checkpoint in ``workdir`` if any.
 
   Each epoch ``e`` (counting from 1) is one call of the compiled scan over its batches, then exact
@@ -401,6 +401,12 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
       every process passes the same full arrays and places only its devices' rows, so the run
       gives the numbers of one device (up to float rounding in the reductions) whatever the number
       of devices and processes. The batch size must be a multiple of the device count.
+    data_per_process: with a mesh, ``train_data`` and ``eval_data`` hold only this process's share
+      of each split (``infojax.data.load(..., process_local=True)``, equal shares), for data too
+      large to hold on every process: each process batches its share (``batch_size`` stays the
+      global batch; each process contributes ``batch_size / process_count`` examples) and the
+      pieces become global arrays with `infojax.parallel.shard_batch`. Evaluation is exact over
+      the union of the shares. The batches then differ from those of a single-process run.
     put_on_device: applied to each epoch's stacked batches and to the evaluation sets before use,
       instead of the mesh's placement (e.g. a custom sharding of axis 1 of the stacked training
       arrays). Default: the mesh's placement with a mesh, else ``jax.device_put``.
@@ -424,20 +430,29 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     raise ValueError("fit: eval_data may not be named 'train' (train_* holds the training-step "
                      "means); use e.g. 'train_eval'.")
 
-  shards = 1
+  # Per process: examples per training batch, per evaluation batch, and the evaluation batch's
+  # granularity (its devices).
+  local_batch_size, local_eval_batch_size, eval_multiple = batch_size, eval_batch_size, 1
+  if data_per_process and mesh is None:
+    raise ValueError("fit: data_per_process=True needs a mesh (infojax.parallel.data_mesh()).")
   if mesh is not None:
-    shards = mesh.shape[parallel.DATA_AXIS]
+    processes = jax.process_count() if data_per_process else 1
+    eval_multiple = mesh.shape[parallel.DATA_AXIS] // processes
     if batch_size is not None and not callable(train_data):
       parallel.check_global_batch_size(batch_size, mesh)
+      local_batch_size = batch_size // processes
+    local_eval_batch_size = max(1, eval_batch_size // processes)
     state = parallel.to_mesh(state, mesh)
     if put_on_device is None:
-      put_on_device = functools.partial(parallel.put_sharded, mesh=mesh, batch_axis=1)
+      put_on_device = functools.partial(
+          parallel.shard_batch if data_per_process else parallel.put_sharded, mesh=mesh,
+          batch_axis=1)
   put_on_device = jax.device_put if put_on_device is None else put_on_device
 
   train_epoch = make_train_epoch(objective, optimizer)
   evaluate = make_evaluator(objective)
-  eval_sets = {name: make_eval_set(arrays, batch_size=eval_batch_size, put_on_device=put_on_device,
-                                   multiple_of=shards)
+  eval_sets = {name: make_eval_set(arrays, batch_size=local_eval_batch_size,
+                                   put_on_device=put_on_device, multiple_of=eval_multiple)
                for name, arrays in eval_data.items()}
 
   def measure(epoch, current, record):
@@ -465,7 +480,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     if start == 1 and log_initial:
       emit(measure(0, state, {"epoch": 0, "step": int(state.step)}))
     for epoch in range(start, num_epochs + 1):
-      batches = put_on_device(_epoch_batches(train_data, epoch, batch_size=batch_size, seed=seed))
+      batches = put_on_device(_epoch_batches(train_data, epoch, batch_size=local_batch_size,
+                                             seed=seed))
       new_state, step_metrics = train_epoch(state, batches)
       _check_finite(step_metrics["loss"], epoch=epoch, first_step=int(state.step),
                     checkpointer=checkpointer)

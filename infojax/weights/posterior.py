@@ -614,8 +614,8 @@ def gaussian_posterior_fit(loss_fn: LossFn, penalty_fn: PenaltyFn, *,
   def update(state: PosteriorState, batch):
     variables = trainable(state.posterior, state.log_prior_variance)
     key = jax.random.fold_in(state.key, state.step)
-    grads, metrics = jax.grad(objective, has_aux=True)(variables, state.log_prior_variance, batch,
-                                                        key)
+    grads, metrics = jax.grad(objective, has_aux=True)(variables, state.log_prior_variance,
+                                                       batch, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, variables)
     variables = optax.apply_updates(variables, updates)
     if learn_prior_variance:
