@@ -167,6 +167,29 @@ def test_diagonal_matches_reference(case, kind, precision, x64):
     assert _relative_error(actual, expected) <= _tolerance(dtype), method
 
 
+@pytest.mark.parametrize("block", [None, 1, 3])
+@pytest.mark.parametrize("case", ["cnn", "grouped_cnn", "norms"])
+def test_columns_in_blocks_match_reference(case, block, monkeypatch, x64):
+  """Every way of pulling the output columns back: all, one, or three at a time (4 true-Fisher
+  columns leave a remainder); see factored.column_block."""
+  monkeypatch.setattr(factored, "column_block", lambda *args: block)
+  apply_fn, params, batch = CASES[case]()
+  params, batch = _cast(params, jnp.float64), _cast(batch, jnp.float64)
+  key = jax.random.key(3)
+  for kind in ("true", "mc"):
+    expected = ij.fisher.reference.diagonal(apply_fn, params, batch, likelihood=LIK, kind=kind,
+                                            key=key, mc_samples=3)
+    actual = jax.jit(lambda p, b, kind=kind: ij.fisher.diagonal(
+        apply_fn, p, b, likelihood=LIK, kind=kind, key=key, mc_samples=3, method="factored"))(
+            params, batch)
+    assert _relative_error(actual, expected) <= 1e-10, kind
+    norms = jax.jit(lambda p, b, kind=kind: ij.fisher.trace(
+        apply_fn, p, b, likelihood=LIK, kind=kind, key=key, mc_samples=3, method="factored"))(
+            params, batch)
+    np.testing.assert_allclose(norms, sum(float(jnp.sum(x)) for x in jax.tree.leaves(expected)),
+                               rtol=1e-10)
+
+
 @pytest.mark.parametrize("case", ["mlp", "cnn", "plain_function"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_trace_matches_reference(case, kind, x64):
