@@ -218,7 +218,8 @@ def process_concatenate(tree):
   return jax.tree.map(lambda x: np.concatenate(list(_process_allgather(x)), axis=0), tree)
 
 
-def _is_key(x) -> bool:
+def is_prng_key(x) -> bool:
+  """Whether ``x`` is a typed PRNG key array (``jax.random.key``), which is placed by its data."""
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
@@ -230,7 +231,7 @@ def _place(tree, sharding_of: Callable):
   """
 
   def place(x):
-    if _is_key(x):
+    if is_prng_key(x):
       return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       return x  # already a global array: leave its placement alone

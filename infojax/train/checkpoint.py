@@ -11,18 +11,15 @@ from typing import Optional
 import jax
 import orbax.checkpoint as ocp
 
+from infojax import parallel
 from infojax.train.state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"
 
 
-def _is_key(x) -> bool:
-  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _storable(state: TrainState) -> TrainState:
   """Replaces the typed PRNG key by its raw uint32 data (orbax stores plain arrays)."""
-  if not _is_key(state.key):
+  if not parallel.is_prng_key(state.key):
     raise TypeError("checkpoint: state.key must be a typed PRNG key from jax.random.key(seed).")
   return state._replace(key=jax.random.key_data(state.key))
 
