@@ -18,15 +18,25 @@ three things from it:
 For the categorical likelihood with softmax probabilities ``p`` the factor is
 ``S = diag(sqrt(p)) - p sqrt(p)^T``, since ``S S^T = diag(p) - p p^T``.
 
-Everything is in nats. The functions are pure and jit-able; the ``validate_targets`` hook checks
-concrete (non-traced) targets and raises a clear error for bad ones.
+The constructors ``categorical()``, ``bernoulli()`` and ``gaussian(scale)`` are cached: equal
+arguments give the same (hashable, equal) object, so a likelihood can be a static argument of
+``jax.jit`` without a recompilation per call of the constructor.
+
+Everything is in nats. The functions are pure and jit-able. The ``validate_targets`` hook checks
+concrete (non-traced) targets and raises a clear error for bad ones; where the values cannot be
+checked (under ``jit``), a target out of range (a label outside ``[0, C)`` for ``C`` classes, a
+Bernoulli target other than 0 or 1) gives a NaN negative log-likelihood for that prediction and NaN
+gradients in its outputs, never a finite number. Valid targets are unaffected, bit for bit.
 """
 
-from typing import Callable, NamedTuple
+import functools
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from infojax._validation import is_concrete
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -37,24 +47,21 @@ class Likelihood(NamedTuple):
   Attributes:
     name: ``"categorical"``, ``"gaussian"`` or ``"bernoulli"``.
     nll: ``(outputs, targets) -> values``; element-wise negative log-likelihood in nats, with the
-      shape of the targets.
-    sample: ``(key, outputs, num_samples) -> targets`` of shape ``(num_samples, *target_shape)``.
+      shape of the targets; NaN (value and gradient) for a prediction whose target is out of range.
+    sample: ``(key, outputs, num_samples) -> targets`` of shape ``(num_samples, *targets.shape)``,
+      targets having the shape that ``validate_targets`` asks for.
     fisher_factor: ``outputs -> S`` for one example, ``S.shape == (K, *outputs.shape)``,
       ``sum_k s_k s_k^T`` = Hessian of ``nll(outputs, .).sum()`` in the outputs.
-    target_shape: ``outputs_shape -> targets_shape``, the shape targets must have.
     validate_targets: ``(outputs_shape, targets) -> None``; raises ``ValueError``/``TypeError`` for
       targets of the wrong shape, dtype or range (value checks only for concrete arrays).
+    scale: the standard deviation ``sigma`` of ``gaussian(sigma)``; ``None`` for the others.
   """
   name: str
   nll: Callable[[jax.Array, jax.Array], jax.Array]
   sample: Callable[[jax.Array, jax.Array, int], jax.Array]
   fisher_factor: Callable[[jax.Array], jax.Array]
-  target_shape: Callable[[tuple], tuple]
   validate_targets: Callable[[tuple, jax.Array], None]
-
-
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
+  scale: Optional[float] = None
 
 
 def _check_shape(name, outputs_shape, targets, expected):
@@ -70,14 +77,34 @@ def _diagonal_factor(root: jax.Array) -> jax.Array:
   return (jnp.diag(flat)).reshape((flat.size,) + root.shape)
 
 
+def _nan_where_invalid(values: jax.Array, valid: jax.Array) -> jax.Array:
+  """``values`` where ``valid`` and NaN elsewhere, as a product so that gradients are NaN too.
+
+  Multiplying by exactly 1 leaves the valid values and their gradients unchanged bit for bit.
+  """
+  return values * jnp.where(valid, 1.0, jnp.nan).astype(values.dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # Categorical (softmax over the last axis).
 # ----------------------------------------------------------------------------------------------
 
 
 def _categorical_nll(logits, labels):
+  """``-log softmax(logits)[label]`` per prediction; NaN where the label is not in ``[0, C)``."""
+  labels = jnp.asarray(labels)
+  if labels.dtype == jnp.bool_:
+    labels = labels.astype(jnp.int32)
+  num_classes = logits.shape[-1]
+  valid = (labels >= 0) & (labels < num_classes)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    valid = valid & (labels == jnp.floor(labels))
+  # A valid class index everywhere (the invalid ones are masked to NaN below): without it a
+  # negative label would silently pick class C + label and one >= C would give a zero gradient.
+  index = jnp.where(valid, labels, 0).astype(jnp.int32)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
-  return -jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  picked = jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
+  return _nan_where_invalid(-picked, valid)
 
 
 def _categorical_sample(key, logits, num_samples):
@@ -105,7 +132,7 @@ def _categorical_validate(outputs_shape, targets):
   if not jnp.issubdtype(targets.dtype, jnp.integer):
     raise TypeError(
         f"categorical likelihood: targets must be integer class labels; got dtype {targets.dtype}.")
-  if _is_concrete(targets) and targets.size:
+  if is_concrete(targets) and targets.size:
     values = np.asarray(targets)   # host numpy: jnp would trace under an enclosing jit
     low, high = int(values.min()), int(values.max())
     if low < 0 or high >= outputs_shape[-1]:
@@ -115,14 +142,19 @@ def _categorical_validate(outputs_shape, targets):
           f"got values in [{low}, {high}].")
 
 
+@functools.lru_cache(maxsize=None)
 def categorical() -> Likelihood:
-  """Softmax cross-entropy: outputs are logits ``(..., C)``, targets integer labels ``(...)``."""
+  """Softmax cross-entropy: outputs are logits ``(..., C)``, targets integer labels ``(...)``.
+
+  A label outside ``[0, C)`` raises in ``validate_targets`` when concrete and gives a NaN nll (and
+  NaN gradients in that prediction's logits) under ``jit``. Cached: every call returns the same
+  object.
+  """
   return Likelihood(
       name="categorical",
       nll=_categorical_nll,
       sample=_categorical_sample,
       fisher_factor=_categorical_factor,
-      target_shape=lambda shape: tuple(shape[:-1]),
       validate_targets=_categorical_validate)
 
 
@@ -131,16 +163,36 @@ def categorical() -> Likelihood:
 # ----------------------------------------------------------------------------------------------
 
 
+def _check_scale(scale) -> float:
+  """``float(scale)`` for a finite positive number; ``ValueError`` for anything else."""
+  message = f"gaussian likelihood: scale must be a finite positive number; got {scale!r}."
+  if isinstance(scale, (str, bytes, bool, np.bool_)):
+    raise ValueError(message)
+  try:
+    value = float(scale)    # a tracer raises a ConcretizationTypeError, a TypeError
+  except (TypeError, ValueError) as error:
+    raise ValueError(message) from error
+  if not np.isfinite(value) or value <= 0:
+    raise ValueError(message)
+  return value
+
+
 def gaussian(scale: float = 1.0) -> Likelihood:
   """Gaussian ``N(y; outputs, scale^2)`` element-wise; outputs and targets have the same shape.
 
   Args:
-    scale: the standard deviation ``sigma > 0``. The output Fisher is ``I / sigma^2``.
-  """
-  if not np.isfinite(scale) or scale <= 0:
-    raise ValueError(f"gaussian likelihood: scale must be a finite positive number; got {scale}.")
-  scale = float(scale)
+    scale: the standard deviation ``sigma > 0``, a concrete number. The output Fisher is
+      ``I / sigma^2``.
 
+  Returns:
+    A ``Likelihood`` with ``scale == float(scale)``, cached on that float: equal scales give the
+    same object.
+  """
+  return _gaussian(_check_scale(scale))
+
+
+@functools.lru_cache(maxsize=None)
+def _gaussian(scale: float) -> Likelihood:
   def nll(outputs, targets):
     z = (targets - outputs) / scale
     return 0.5 * z * z + np.log(scale) + 0.5 * _LOG_2PI
@@ -157,7 +209,7 @@ def gaussian(scale: float = 1.0) -> Likelihood:
     if not jnp.issubdtype(targets.dtype, jnp.floating):
       raise TypeError(f"gaussian likelihood: targets must be floating point; got {targets.dtype}.")
 
-  return Likelihood("gaussian", nll, sample, fisher_factor, lambda shape: tuple(shape), validate)
+  return Likelihood("gaussian", nll, sample, fisher_factor, validate, scale=scale)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,8 +218,11 @@ def gaussian(scale: float = 1.0) -> Likelihood:
 
 
 def _bernoulli_nll(logits, targets):
+  """``softplus(z) - y z`` element-wise; NaN where the target is not 0 or 1."""
+  targets = jnp.asarray(targets)
+  valid = (targets == 0) | (targets == 1)
   targets = targets.astype(logits.dtype)
-  return jax.nn.softplus(logits) - targets * logits
+  return _nan_where_invalid(jax.nn.softplus(logits) - targets * logits, valid)
 
 
 def _bernoulli_sample(key, logits, num_samples):
@@ -183,13 +238,18 @@ def _bernoulli_factor(logits):
 
 def _bernoulli_validate(outputs_shape, targets):
   _check_shape("bernoulli", outputs_shape, targets, outputs_shape)
-  if _is_concrete(targets) and targets.size:
+  if is_concrete(targets) and targets.size:
     values = np.asarray(targets)
     if not np.all((values == 0) | (values == 1)):
       raise ValueError("bernoulli likelihood: targets must be 0 or 1.")
 
 
+@functools.lru_cache(maxsize=None)
 def bernoulli() -> Likelihood:
-  """Independent Bernoulli variables with logits ``outputs``; targets in {0, 1}, same shape."""
+  """Independent Bernoulli variables with logits ``outputs``; targets in {0, 1}, same shape.
+
+  A target other than 0 or 1 raises in ``validate_targets`` when concrete and gives a NaN nll (and
+  NaN gradient) for that element under ``jit``. Cached: every call returns the same object.
+  """
   return Likelihood("bernoulli", _bernoulli_nll, _bernoulli_sample, _bernoulli_factor,
-                    lambda shape: tuple(shape), _bernoulli_validate)
+                    _bernoulli_validate)

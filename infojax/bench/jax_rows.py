@@ -35,8 +35,7 @@ _NORMS_CHUNK = 32
 
 def default_method(workload) -> str:
   """The strategy ``method="auto"`` takes for ``workload``: "factored" or "vmap"."""
-  layer_plan = ij.fisher.factored.plan(workload.apply_fn, workload.params,
-                                       jnp.asarray(workload.inputs[:1]))
+  layer_plan = ij.fisher.plan(workload.apply_fn, workload.params, jnp.asarray(workload.inputs[:1]))
   return "factored" if layer_plan.reason is None else "vmap"
 
 

@@ -25,8 +25,6 @@ import jax.numpy as jnp
 
 def example_keys(key, num_examples: int):
   """One PRNG key per example, so that sampling does not depend on chunking or sharding."""
-  if key is None:
-    return None
   return jax.random.split(key, num_examples)
 
 
@@ -36,12 +34,16 @@ def nll_gradient(likelihood, outputs, targets):
 
 
 def make_column_fn(likelihood, kind: str, mc_samples: int = 1):
-  """Returns ``column_fn(outputs_n, targets_n, key_n) -> (K, *outputs_n.shape)`` for one example."""
+  """Returns ``column_fn(outputs_n, targets_n, key_n) -> (K, *outputs_n.shape)`` for one example.
+
+  ``kind`` is one of ``_checks.KINDS``, validated by the caller.
+  """
   if kind == "empirical":
     def column_fn(outputs, targets, key):
       del key
       return nll_gradient(likelihood, outputs, targets)[None]
-  elif kind == "mc":
+    return column_fn
+  if kind == "mc":
     scale = 1.0 / jnp.sqrt(float(mc_samples))
 
     def column_fn(outputs, targets, key):
@@ -49,12 +51,11 @@ def make_column_fn(likelihood, kind: str, mc_samples: int = 1):
       sampled = likelihood.sample(key, outputs, mc_samples)
       columns = jax.vmap(lambda y: nll_gradient(likelihood, outputs, y))(sampled)
       return columns * scale.astype(outputs.dtype)
-  elif kind == "true":
-    def column_fn(outputs, targets, key):
-      del targets, key
-      return likelihood.fisher_factor(outputs)
-  else:
-    raise ValueError(f"kind must be one of ('empirical', 'true', 'mc'); got {kind!r}.")
+    return column_fn
+
+  def column_fn(outputs, targets, key):
+    del targets, key
+    return likelihood.fisher_factor(outputs)
   return column_fn
 
 
@@ -72,6 +73,8 @@ def sample_targets(apply_fn, params, inputs, *, likelihood, key, mc_samples: int
   Returns:
     Targets of shape ``(N, S, *target_shape)``.
   """
+  if key is None:
+    raise ValueError("sample_targets draws labels from the model and needs a PRNG key: pass key=.")
   outputs = apply_fn(params, inputs)
   keys = example_keys(key, outputs.shape[0])
   return jax.vmap(lambda z, k: likelihood.sample(k, z, mc_samples))(outputs, keys)

@@ -36,18 +36,22 @@ def diagonal(apply_fn, params, batch, *, likelihood, kind="empirical", mc_sample
 
   Args:
     apply_fn: ``apply_fn(params, inputs) -> outputs`` (logits for ``categorical``), leading axis N;
-      must treat examples independently (no batch statistics).
+      must treat examples independently (no batch statistics; checked in eager calls, see
+      `infojax.fisher.check_model`).
     params: the parameter pytree (floating leaves, finite).
-    batch: ``(inputs, targets)``, each with a leading example axis N.
+    batch: ``(inputs, targets)``, each a pytree with a leading example axis N; targets may be
+      None for ``kind="true"`` and ``"mc"``.
     likelihood: an ``infojax.likelihoods.Likelihood``, e.g. ``ij.likelihoods.categorical()``.
     kind: ``"empirical"`` (data labels), ``"true"`` (exact expectation over the model's labels) or
       ``"mc"`` (``mc_samples`` sampled labels per example, needs ``key``).
     mc_samples: labels sampled per example for ``kind="mc"``.
     key: a PRNG key for ``kind="mc"``; example n uses ``jax.random.split(key, N)[n]``.
     method: ``"vmap"`` (per-example ``vjp``, any model), ``"factored"`` (per-layer sums of squares
-      for flax ``Dense``/``Conv`` models, no per-example gradients of flat dense layers) or
-      ``"auto"`` (``factored`` when every parameter is in a recognised layer, else ``vmap``). Both
-      are exact and agree to floating-point rounding.
+      for flax ``Dense``/``Conv``/norm layers, no per-example gradients of flat dense layers;
+      raises if a leaf is used outside its layer) or ``"auto"`` (leaf by leaf: ``factored`` for
+      the leaves whose only use in the traced program is the weight of one recognised layer call,
+      ``vmap`` for the others; `infojax.fisher.plan` shows which). All are exact and agree to
+      floating-point rounding.
     chunk_size: examples (and output columns) processed per chunk; bounds memory. ``None``: the
       whole batch for ``factored``; for ``vmap``, chunks of at most 2**27 per-example gradient
       entries (512 MiB in float32).

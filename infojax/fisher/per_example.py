@@ -14,6 +14,7 @@ from infojax.fisher import _checks
 from infojax.fisher import _chunks
 from infojax.fisher import _sharding
 from infojax.fisher import columns as columns_lib
+from infojax.fisher import discovery
 from infojax.fisher import factored
 
 # Default bound on the number of per-example gradient entries alive at once in the vmap strategy
@@ -68,7 +69,7 @@ def vmap_sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, c
     gradients = jax.vmap(lambda e: _column_gradients(apply_fn, params, column_fn, e))(chunk)
     return jax.tree.map(lambda g: jnp.sum(g * g, axis=(0, 1)), gradients)
 
-  chunk = _auto_chunk(params, len(targets), num_columns, chunk_size)
+  chunk = _auto_chunk(params, _chunks.leading_size(inputs), num_columns, chunk_size)
   return _chunks.chunked_sum(fn, _sharding.replicated((inputs, targets, keys)), chunk)
 
 
@@ -83,7 +84,7 @@ def vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *,
         _column_gradients(apply_fn, params, column_fn, example))
     return jax.tree.map(lambda g: jnp.sum(g * g), gradients)
 
-  chunk = _auto_chunk(params, len(targets), num_columns, chunk_size)
+  chunk = _auto_chunk(params, _chunks.leading_size(inputs), num_columns, chunk_size)
   return _chunks.chunked_map(jax.vmap(one), _sharding.replicated((inputs, targets, keys)), chunk)
 
 
@@ -96,43 +97,77 @@ def vmap_example_gradients(apply_fn, params, inputs, targets, column_fn, *, chun
                                   (example_input, example_target, None))
     return jax.tree.map(lambda g: g[0], gradients)
 
-  chunk = _auto_chunk(params, len(targets), 1, chunk_size)
+  chunk = _auto_chunk(params, _chunks.leading_size(inputs), 1, chunk_size)
   return _chunks.chunked_map(jax.vmap(one), _sharding.replicated((inputs, targets)), chunk)
 
 
-def resolve_method(method: str, apply_fn, params, inputs):
-  """``("vmap", None)`` or ``("factored", layers)`` for a validated ``method``."""
+def resolve_plan(method: str, apply_fn, params, inputs) -> discovery.Plan:
+  """The plan of a validated ``method``: which leaves take which strategy.
+
+  ``"vmap"`` sends every leaf to the per-example path; ``"auto"`` takes the factored path for the
+  leaves `discovery.plan` accepts and the per-example path for the others; ``"factored"`` raises
+  unless every leaf is accepted.
+  """
   if method == "vmap":
-    return "vmap", None
-  layer_plan = factored.plan(apply_fn, params, inputs)
-  if layer_plan.reason is None:
-    return "factored", layer_plan.layers
-  if method == "factored":
+    paths = [jax.tree_util.keystr(p) or "<root>"
+             for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    return discovery.Plan((), tuple(discovery.LeafPlan(path, "vmap", 'method="vmap"')
+                                    for path in paths))
+  layer_plan = discovery.plan(apply_fn, params, inputs)
+  if method == "factored" and layer_plan.reason is not None:
     raise ValueError(
-        f'method="factored" needs every parameter inside a recognised flax layer call (Dense, '
-        f'Conv, LayerNorm, GroupNorm, RMSNorm): '
-        f'{layer_plan.reason}. Use method="vmap" (exact for any model) or method="auto".')
-  return "vmap", None
+        'method="factored" needs every parameter leaf used only as the weight of one recognised '
+        "flax layer call (Dense, Conv, LayerNorm, GroupNorm, RMSNorm); "
+        f"{layer_plan.reason}. Use method=\"auto\" (those leaves then take the exact per-example "
+        'path) or method="vmap". ij.fisher.plan(apply_fn, params, inputs) shows the plan.')
+  return layer_plan
+
+
+def _combine(layer_plan, apply_fn, params, factored_fn, vmap_fn, zeros_fn):
+  """Assembles a per-leaf quantity from the strategies of ``layer_plan``.
+
+  ``factored_fn(layers) -> {leaf index: value}``; ``vmap_fn(sub_apply_fn, sub_leaves) -> list``
+  for the model as a function of the per-example leaves alone (the others held fixed);
+  ``zeros_fn(leaf)`` for leaves the program never reads.
+  """
+  leaves, treedef = jax.tree.flatten(params)
+  results = dict(factored_fn(layer_plan.layers)) if layer_plan.layers else {}
+  vmap_indices = layer_plan.indices("vmap")
+  if vmap_indices:
+    def sub_apply_fn(sub_leaves, inputs):
+      full = list(leaves)
+      for i, leaf in zip(vmap_indices, sub_leaves):
+        full[i] = leaf
+      return apply_fn(jax.tree.unflatten(treedef, full), inputs)
+
+    values = vmap_fn(sub_apply_fn, [leaves[i] for i in vmap_indices])
+    results.update(zip(vmap_indices, values))
+  for i in layer_plan.indices("unused"):
+    results[i] = zeros_fn(leaves[i])
+  return jax.tree.unflatten(treedef, [results[i] for i in range(len(leaves))])
 
 
 def sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn, *, method, chunk_size):
-  """Dispatches ``sum_n sum_k (J_n^T u_nk)**2`` to the chosen strategy."""
-  strategy, layers = resolve_method(method, apply_fn, params, inputs)
-  if strategy == "factored":
-    return factored.sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn,
-                                   layers=layers, chunk_size=chunk_size)
-  return vmap_sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn,
-                             chunk_size=chunk_size)
+  """``sum_n sum_k (J_n^T u_nk)**2`` per parameter, each leaf by its planned strategy."""
+  return _combine(
+      resolve_plan(method, apply_fn, params, inputs), apply_fn, params,
+      lambda layers: factored.sum_of_squares(apply_fn, params, inputs, targets, keys, column_fn,
+                                             layers=layers, chunk_size=chunk_size),
+      lambda fn, sub: vmap_sum_of_squares(fn, sub, inputs, targets, keys, column_fn,
+                                          chunk_size=chunk_size),
+      jnp.zeros_like)
 
 
 def example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn, *, method, chunk_size):
-  """Dispatches the per-example, per-leaf ``sum_k ||J_n^T u_nk||^2`` to the chosen strategy."""
-  strategy, layers = resolve_method(method, apply_fn, params, inputs)
-  if strategy == "factored":
-    return factored.example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn,
-                                     layers=layers, chunk_size=chunk_size)
-  return vmap_example_sq_norms(apply_fn, params, inputs, targets, keys, column_fn,
-                               chunk_size=chunk_size)
+  """The per-example, per-leaf ``sum_k ||J_n^T u_nk||^2``, each leaf by its planned strategy."""
+  num_examples = _chunks.leading_size(inputs)
+  return _combine(
+      resolve_plan(method, apply_fn, params, inputs), apply_fn, params,
+      lambda layers: factored.example_sq_norms(apply_fn, params, inputs, targets, keys,
+                                               column_fn, layers=layers, chunk_size=chunk_size),
+      lambda fn, sub: vmap_example_sq_norms(fn, sub, inputs, targets, keys, column_fn,
+                                            chunk_size=chunk_size),
+      lambda leaf: jnp.zeros((num_examples,), leaf.dtype))
 
 
 def per_example_grads(apply_fn, params, batch, *, likelihood, method="auto", chunk_size=None):
@@ -154,18 +189,17 @@ def per_example_grads(apply_fn, params, batch, *, likelihood, method="auto", chu
   Cost: one forward and backward pass per example (vmap), or one batched forward and activation
   backward pass plus one outer product per layer (factored). Memory: N x P for the result.
   """
-  _checks.check_kind("empirical")
-  _checks.check_method(method)
-  _checks.check_chunk_size(chunk_size)
   inputs, targets, _, _ = _checks.check_call(apply_fn, params, batch, likelihood, method=method,
                                              chunk_size=chunk_size)
   column_fn = columns_lib.make_column_fn(likelihood, "empirical")
-  strategy, layers = resolve_method(method, apply_fn, params, inputs)
-  if strategy == "factored":
-    return factored.example_gradients(apply_fn, params, inputs, targets, column_fn,
-                                      layers=layers, chunk_size=chunk_size)
-  return vmap_example_gradients(apply_fn, params, inputs, targets, column_fn,
-                                chunk_size=chunk_size)
+  num_examples = _chunks.leading_size(inputs)
+  return _combine(
+      resolve_plan(method, apply_fn, params, inputs), apply_fn, params,
+      lambda layers: factored.example_gradients(apply_fn, params, inputs, targets, column_fn,
+                                                layers=layers, chunk_size=chunk_size),
+      lambda fn, sub: vmap_example_gradients(fn, sub, inputs, targets, column_fn,
+                                             chunk_size=chunk_size),
+      lambda leaf: jnp.zeros((num_examples,) + leaf.shape, leaf.dtype))
 
 
 def per_example_grad_norms(apply_fn, params, batch, *, likelihood, method="auto", chunk_size=None,

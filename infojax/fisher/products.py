@@ -11,7 +11,10 @@ import jax
 import jax.numpy as jnp
 
 from infojax.fisher import _checks
+from infojax.fisher import _chunks
+from infojax.fisher import _sharding
 from infojax.fisher import columns as columns_lib
+from infojax.fisher import per_example
 
 
 def _check_vector(params, vector):
@@ -24,38 +27,71 @@ def _check_vector(params, vector):
                        f"params has {jnp.shape(p)}.")
 
 
+def _chunk_product(apply_fn, params, vector, column_fn, chunk):
+  """``sum_n J_n^T M_n J_n v`` over one chunk of examples, through one linearisation."""
+  inputs, targets, keys = chunk
+  outputs, jvp_fn = jax.linearize(lambda p: apply_fn(p, inputs), params)
+  columns = jax.vmap(column_fn)(jax.lax.stop_gradient(outputs), targets, keys)  # (n, K, *out)
+  tangent = jvp_fn(vector)                                                       # (n, *out)
+  axes = tuple(range(2, columns.ndim))
+  weights = jnp.sum(columns * tangent[:, None], axis=axes)                       # (n, K)
+  cotangent = jnp.einsum("nk,nk...->n...", weights, columns)
+  (product,) = jax.linear_transpose(jvp_fn, params)(cotangent)
+  return product
+
+
+def _example_product(apply_fn, params, vector, column_fn, example):
+  """``J_n^T M_n J_n v`` for one example, linearised on its own."""
+  one = jax.tree.map(lambda x: x[None], example)
+  return _chunk_product(apply_fn, params, vector, column_fn, one)
+
+
 def vector_product(apply_fn, params, batch, vector, *, likelihood, kind="true", mc_samples=1,
-                   key=None):
+                   key=None, method="auto", chunk_size=None):
   """The Fisher-vector product ``F v``, with ``F`` averaged over the examples of ``batch``.
 
   Args:
     apply_fn: ``apply_fn(params, inputs) -> outputs`` with a leading example axis N.
     params: the parameter pytree.
-    batch: ``(inputs, targets)`` with a leading example axis N.
+    batch: ``(inputs, targets)`` with a leading example axis N (targets may be None for
+      ``kind="true"`` and ``"mc"``).
     vector: a pytree like ``params``.
     likelihood: an ``infojax.likelihoods.Likelihood``.
     kind: ``"true"`` (exact; the GGN), ``"empirical"`` or ``"mc"`` (as in ``diagonal``).
     mc_samples, key: for ``kind="mc"``.
+    method: ``"auto"`` and ``"factored"`` linearise each chunk of examples once (a product needs
+      no per-layer algebra: ``J v`` and ``J^T u`` already cost a gradient; ``"factored"`` still
+      raises, as elsewhere, when a parameter is outside the recognised layers); ``"vmap"``
+      linearises every example on its own (``jax.vmap``), the same numbers.
+    chunk_size: examples per chunk (a ``lax.scan`` over chunks bounds the memory of the
+      linearisation); ``None``: the whole batch at once.
 
   Returns:
     ``F v``, a pytree like ``params``.
 
   Cost: about two gradients (a JVP and a VJP through one linearisation) plus K output-space inner
-  products per example. Memory: the linearisation's residuals (like a gradient).
+  products per example. Memory: the linearisation's residuals for one chunk (like a gradient).
   """
   inputs, targets, num_examples, _ = _checks.check_call(
-      apply_fn, params, batch, likelihood, kind=kind, key=key, mc_samples=mc_samples)
+      apply_fn, params, batch, likelihood, kind=kind, key=key, mc_samples=mc_samples,
+      method=method, chunk_size=chunk_size)
   _check_vector(params, vector)
+  if method == "factored":
+    per_example.resolve_plan(method, apply_fn, params, inputs)   # raises if not all factored
   keys = columns_lib.example_keys(key, num_examples) if kind == "mc" else None
   column_fn = columns_lib.make_column_fn(likelihood, kind, mc_samples)
-  outputs, jvp_fn = jax.linearize(lambda p: apply_fn(p, inputs), params)
-  columns = jax.vmap(column_fn)(jax.lax.stop_gradient(outputs), targets, keys)  # (N, K, *out)
-  tangent = jvp_fn(vector)                                                       # (N, *out)
-  axes = tuple(range(2, columns.ndim))
-  weights = jnp.sum(columns * tangent[:, None], axis=axes)                       # (N, K)
-  cotangent = jnp.einsum("nk,nk...->n...", weights, columns) / num_examples
-  (product,) = jax.linear_transpose(jvp_fn, params)(cotangent)
-  return product
+  if method == "vmap":
+    def fn(chunk):
+      products = jax.vmap(lambda e: _example_product(apply_fn, params, vector, column_fn, e))(chunk)
+      return jax.tree.map(lambda x: jnp.sum(x, axis=0), products)
+  else:
+    def fn(chunk):
+      return _chunk_product(apply_fn, params, vector, column_fn, chunk)
+  data = (inputs, targets, keys)
+  if chunk_size is not None and chunk_size < num_examples:
+    data = _sharding.replicated(data)
+  total = _chunks.chunked_sum(fn, data, chunk_size)
+  return jax.tree.map(lambda t, p: (t / num_examples).astype(p.dtype), total, params)
 
 
 def hessian_vector_product(apply_fn, params, batch, vector, *, likelihood):
@@ -67,7 +103,8 @@ def hessian_vector_product(apply_fn, params, batch, vector, *, likelihood):
 
   Cost: about two gradients (forward-over-reverse, Pearlmutter 1994).
   """
-  inputs, targets, _, _ = _checks.check_call(apply_fn, params, batch, likelihood)
+  inputs, targets, _, _ = _checks.check_call(apply_fn, params, batch, likelihood,
+                                             per_example=False)
   _check_vector(params, vector)
 
   def mean_nll(p):
