@@ -23,6 +23,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 from infojax import parallel  # noqa: E402  pylint: disable=g-import-not-at-top
+from infojax.bench import cli  # noqa: E402  pylint: disable=g-import-not-at-top
 from infojax.bench import fisher  # noqa: E402  pylint: disable=g-import-not-at-top
 from infojax.bench import workloads  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -30,14 +31,10 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCALES = {"cpu": 1.0, "gpu": 16.0}
 
 
-def _csv(text: str):
-  return tuple(item for item in text.split(",") if item)
-
-
 def parse(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workloads", type=_csv, default=workloads.DEFAULT_GROUPS,
+  parser.add_argument("--workloads", type=cli.csv, default=workloads.DEFAULT_GROUPS,
                       help=f"comma-separated among {','.join(workloads.GROUPS)} (default "
                       f"{','.join(workloads.DEFAULT_GROUPS)})")
   parser.add_argument("--workloads_json",
@@ -66,7 +63,7 @@ def parse(argv):
 
 
 def config_from_args(args) -> fisher.Config:
-  peers = {"all": fisher.PEERS, "none": ()}.get(args.peers, _csv(args.peers))
+  peers = {"all": fisher.PEERS, "none": ()}.get(args.peers, cli.csv(args.peers))
   scale = args.batch_scale or _SCALES[args.scale or ("gpu" if jax.default_backend() == "gpu"
                                                      else "cpu")]
   return fisher.Config(

@@ -18,26 +18,19 @@ import time
 # On a GPU this process would otherwise reserve most of the memory its children need.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+from infojax.bench import cli  # noqa: E402  pylint: disable=g-import-not-at-top
 from infojax.bench import scaling  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _csv(text: str):
-  return tuple(item for item in text.split(",") if item)
-
-
-def _ints(text: str):
-  return tuple(int(item) for item in _csv(text))
-
-
 def parse(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--devices", type=_ints, default=None,
+  parser.add_argument("--devices", type=cli.ints, default=None,
                       help="comma-separated device counts (default 1,2,4,8 on CPU; the powers of "
                       "two up to the device count on a GPU or TPU)")
-  parser.add_argument("--workloads", type=_csv, default=("mlp", "cnn"),
+  parser.add_argument("--workloads", type=cli.csv, default=("mlp", "cnn"),
                       help="comma-separated among mlp,cnn (default both)")
   parser.add_argument("--workloads_json",
                       default=os.path.join(_REPO, "..", "shared", "bench", "workloads.json"),

@@ -22,7 +22,6 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
-import numpy as np
 
 from infojax.bench import jax_rows
 from infojax.bench import kfac_peers
@@ -100,18 +99,6 @@ def _entries(workload, config: Config, *, key, method: str, log) -> List[measure
   return entries
 
 
-def _flat64(tree) -> np.ndarray:
-  return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
-
-
-def _relative_error(actual, expected) -> float:
-  """``||a - b|| / ||b||`` over all entries of two pytrees (or arrays) of the same layout."""
-  a, b = _flat64(actual), _flat64(expected)
-  if a.shape != b.shape:
-    raise ValueError(f"shape mismatch against the reference: {a.shape} vs {b.shape}")
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 def run_workload(spec: dict, config: Config, *, log: Callable[[str], None]
                  ) -> Tuple[List[report.Row], str, Optional[str]]:
   """Measures every row of one workload; returns the rows, its description, the memory method."""
@@ -150,7 +137,7 @@ def run_workload(spec: dict, config: Config, *, log: Callable[[str], None]
     rel_err, source = None, ""
     if entry.comparable and entry.quantity in references:
       expected, source = references[entry.quantity]
-      rel_err = _relative_error(entry.to_reference_layout(measurement.value), expected)
+      rel_err = measure.relative_error(entry.to_reference_layout(measurement.value), expected)
     process_peak = process_peaks.get(id(entry))
     row = report.Row(
         workload=workload.name, quantity=entry.quantity, implementation=entry.implementation,
@@ -192,12 +179,7 @@ def run(config: Config, *, log: Callable[[str], None] = lambda message: None) ->
       notes.append(patch + ".")
       log(patch)
   measure.set_steady_allocator()
-  rows, described, memory_method = [], {}, None
-  for spec in specs:
-    workload_rows, description, method = run_workload(spec, config, log=log)
-    rows += workload_rows
-    described[spec["name"]] = description
-    memory_method = memory_method or method
+  rows, described, memory_method = measure.run_workloads(specs, run_workload, config, log=log)
   return Result(rows, described, notes, memory_method)
 
 

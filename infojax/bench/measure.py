@@ -34,6 +34,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import jax
+import numpy as np
 
 _M_MMAP_THRESHOLD = -3           # glibc mallopt parameter
 _MEASURING_MMAP_THRESHOLD = 64 * 1024
@@ -239,3 +240,28 @@ def library_versions() -> Dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
       pass
   return versions
+
+
+def flat64(tree) -> np.ndarray:
+  """All entries of a pytree (or array) as one float64 vector, in leaf order."""
+  return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
+
+
+def relative_error(actual, expected) -> float:
+  """``||a - b|| / ||b||`` over all entries of two pytrees (or arrays) of the same layout."""
+  a, b = flat64(actual), flat64(expected)
+  if a.shape != b.shape:
+    raise ValueError(f"shape mismatch against the reference: {a.shape} vs {b.shape}")
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def run_workloads(specs, run_workload, config, *, log):
+  """Runs ``run_workload(spec, config, log=log) -> (rows, description, memory method)`` for each
+  spec; returns ``(rows, {name: description}, memory method)``."""
+  rows, described, memory_method = [], {}, None
+  for spec in specs:
+    workload_rows, description, method = run_workload(spec, config, log=log)
+    rows += workload_rows
+    described[spec["name"]] = description
+    memory_method = memory_method or method
+  return rows, described, memory_method

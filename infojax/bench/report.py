@@ -1,9 +1,15 @@
-"""Rows of the Fisher benchmark, the console line of each, and ``RESULTS.md`` / ``RESULTS.json``."""
+"""Rows of the Fisher benchmark, the console line of each, and ``RESULTS.md`` / ``RESULTS.json``.
+
+``RESULTS.md`` may also hold sections that other benchmarks write between HTML-comment markers
+(`PRESERVED_SECTIONS`, e.g. ``scripts/bench_primitives.py``'s ``<!-- primitives:begin -->`` ...
+``<!-- primitives:end -->``); `write_results` carries them over, verbatim, to the end of the file it
+rewrites. `marked_section` and `replace_section` read and write such a section.
+"""
 
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # Issue 3's targets: time ratio to a plain JAX gradient on the same batch, infojax's default method.
 TIME_TARGETS = (
@@ -18,6 +24,11 @@ TIME_TARGETS = (
 MEMORY_TARGET = 1.5
 MEMORY_TARGET_QUANTITIES = ("empirical", "true", "mc")
 ERROR_TARGET = 1e-5
+
+# Sections of RESULTS.md written by other scripts, kept when this one rewrites the file.
+PRIMITIVES_BEGIN = "<!-- primitives:begin -->"
+PRIMITIVES_END = "<!-- primitives:end -->"
+PRESERVED_SECTIONS = ((PRIMITIVES_BEGIN, PRIMITIVES_END),)
 
 
 @dataclasses.dataclass
@@ -40,6 +51,60 @@ class Row:
   reference: str = ""
   default_method: bool = False              # infojax's method="auto" choice
   note: str = ""
+
+
+def _section_span(text: str, begin: str, end: str) -> Optional[Tuple[int, int]]:
+  """``(start, stop)`` of the first ``begin ... end`` block of ``text`` (markers included)."""
+  start = text.find(begin)
+  if start < 0:
+    return None
+  stop = text.find(end, start + len(begin))
+  if stop < 0:
+    return None
+  return start, stop + len(end)
+
+
+def marked_section(text: str, begin: str = PRIMITIVES_BEGIN, end: str = PRIMITIVES_END
+                   ) -> Optional[str]:
+  """The ``begin ... end`` block of ``text``, markers included; None if it has none (or if the
+  end marker is missing)."""
+  span = _section_span(text, begin, end)
+  return None if span is None else text[span[0]:span[1]]
+
+
+def replace_section(text: str, section: str, begin: str = PRIMITIVES_BEGIN,
+                    end: str = PRIMITIVES_END) -> str:
+  """``text`` with its ``begin ... end`` block replaced by ``section`` (which must start with
+  ``begin`` and end with ``end``), or with ``section`` appended after a blank line if it has none.
+
+  Raises:
+    ValueError: if ``section`` is not delimited by the markers, or ``text`` has a ``begin``
+      marker without an ``end`` marker after it (replacing would lose what follows it).
+  """
+  if not (section.startswith(begin) and section.rstrip().endswith(end)):
+    raise ValueError(f"section must start with {begin!r} and end with {end!r}.")
+  section = section.rstrip()
+  span = _section_span(text, begin, end)
+  if span is None:
+    if begin in text:
+      raise ValueError(f"the text has {begin!r} but no {end!r} after it; fix the file by hand.")
+    head = text.rstrip()
+    return (head + "\n\n" if head else "") + section + "\n"
+  return text[:span[0]] + section + text[span[1]:]
+
+
+def _preserved_sections(path: str) -> List[str]:
+  """The marked sections of the file at ``path`` that `write_results` keeps (in file order)."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    text = f.read()
+  found = []
+  for begin, end in PRESERVED_SECTIONS:
+    span = _section_span(text, begin, end)
+    if span is not None:
+      found.append((span[0], text[span[0]:span[1]]))
+  return [section for _, section in sorted(found)]
 
 
 def _fmt(value, spec: str) -> str:
@@ -128,23 +193,34 @@ def _table(rows: Sequence[Row]) -> List[str]:
   return lines
 
 
-def write_results(path: str, rows: Sequence[Row], *, command: str, machine: Dict,
-                  versions: Dict, workloads: Dict[str, str], notes: Sequence[str],
-                  memory_method: Optional[str]) -> None:
-  """Writes ``path`` (markdown) and the same content as JSON beside it (``.json``)."""
-  target_rows = targets(rows)
+def provenance(machine: Dict, versions: Dict, command: str) -> List[str]:
+  """The date, command, machine and versions lines that head every results file."""
   device = f"{machine['devices']}" + (f", {machine['device_memory_gib']} GiB"
                                       if "device_memory_gib" in machine else "")
-  lines = [
-      "# Fisher benchmark results",
-      "",
-      "Written by `scripts/bench_fisher.py` (do not edit by hand).",
-      "",
+  return [
       f"- Date: {machine['date']}",
       f"- Command: `{command}`",
       f"- Machine: {machine['cpu']}, {machine['cores']} cores; JAX backend {machine['backend']} "
       f"({device}); Python {machine['python']}",
       "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+  ]
+
+
+def write_results(path: str, rows: Sequence[Row], *, command: str, machine: Dict,
+                  versions: Dict, workloads: Dict[str, str], notes: Sequence[str],
+                  memory_method: Optional[str]) -> None:
+  """Writes ``path`` (markdown) and the same content as JSON beside it (``.json``).
+
+  The `PRESERVED_SECTIONS` of an existing ``path`` are carried over to the end of the new file.
+  """
+  target_rows = targets(rows)
+  preserved = _preserved_sections(path)
+  lines = [
+      "# Fisher benchmark results",
+      "",
+      "Written by `scripts/bench_fisher.py` (do not edit by hand).",
+      "",
+      *provenance(machine, versions, command),
       "",
       "## Method",
       "",
@@ -182,6 +258,8 @@ def write_results(path: str, rows: Sequence[Row], *, command: str, machine: Dict
               "[ANALYSIS.md](ANALYSIS.md) (written by hand after the run)."]
   if notes:
     lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+  for section in preserved:
+    lines += [""] + section.split("\n")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")

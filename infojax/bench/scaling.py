@@ -97,10 +97,6 @@ def default_device_counts(backend: str, device_count: int) -> Tuple[int, ...]:
   return tuple(2 ** i for i in range(int(math.log2(max(1, device_count))) + 1))
 
 
-def _flat64(tree) -> np.ndarray:
-  return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
-
-
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
   """``||a - b|| / ||b||`` of two flat vectors."""
   return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
@@ -122,13 +118,13 @@ def programs(workload, *, learning_rate: float, seed: int) -> Dict[str, Program]
   result = {}
   for kind in ("empirical", "true"):
     fn = jax.jit(functools.partial(_fisher_diagonal, workload.apply_fn, likelihood, kind))
-    result[kind] = Program(fn, workload.params, batch, _flat64)
+    result[kind] = Program(fn, workload.params, batch, measure.flat64)
   optimizer = optax.sgd(learning_rate)
   step = jax.jit(train.make_train_step(train.classification(workload.apply_fn), optimizer))
   state = train.init_state(workload.params, optimizer, key=jax.random.key(seed))
-  start = _flat64(workload.params)
+  start = measure.flat64(workload.params)
   result["train_step"] = Program(step, state, {"image": batch[0], "label": batch[1]},
-                                 lambda output: _flat64(output[0].params) - start)
+                                 lambda output: measure.flat64(output[0].params) - start)
   return result
 
 
