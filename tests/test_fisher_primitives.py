@@ -600,3 +600,55 @@ def test_spectrum_arguments_are_checked():
     density(num_probes=2, key=key, grid=jnp.zeros((3, 2)))
   with pytest.raises(ValueError, match="num_iterations must be a positive integer"):
     density(num_probes=2, key=key, num_iterations=0)
+
+
+@pytest.mark.parametrize("axis_type", ["explicit", "auto"])
+def test_new_primitives_on_a_sharded_batch_give_the_single_device_answer(axis_type):
+  """Each new primitive, jitted on a batch sharded over 8 devices, equals the unsharded call."""
+  if jax.device_count() < 8:
+    pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = jnp.tanh(nn.Conv(3, (3, 3), strides=2)(x))
+      return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+  module = Net()
+  keys = jax.random.split(jax.random.key(0), 3)
+  inputs = jax.random.normal(keys[0], (16, 6, 6, 2))
+  params = module.init(keys[1], inputs)["params"]
+  batch = (inputs, jax.random.randint(keys[2], (16,), 0, 3))
+  apply_fn = lambda p, x: module.apply({"params": p}, x)   # noqa: E731
+  lik = ij.likelihoods.categorical()
+  key = jax.random.key(4)
+  calls = {
+      "jacobians": lambda p, b: ij.fisher.per_example_jacobians(apply_fn, p, b[0]),
+      "jacobians_inputs": lambda p, b: ij.fisher.per_example_jacobians(
+          apply_fn, p, b[0], wrt="inputs"),
+      "jvp": lambda p, b: ij.fisher.per_example_jvp(apply_fn, p, b[0], p),
+      "vjp": lambda p, b: ij.fisher.per_example_vjp(
+          apply_fn, p, b[0], jnp.ones((b[0].shape[0], 3))),
+      "hutchinson": lambda p, b: ij.fisher.hessian_diagonal(
+          apply_fn, p, b, likelihood=lik, method="hutchinson", key=key, num_samples=4),
+      "covariance": lambda p, b: ij.fisher.gradient_covariance(apply_fn, p, b, likelihood=lik),
+      "covariance_product": lambda p, b: ij.fisher.gradient_covariance(
+          apply_fn, p, b, likelihood=lik, output="product", v=p),
+      "kfac": lambda p, b: ij.fisher.kfac_factors(apply_fn, p, b, likelihood=lik),
+      "eigenvalues": lambda p, b: ij.fisher.eigenvalues(
+          lambda v: ij.fisher.vector_product(apply_fn, p, b, v, likelihood=lik), p, k=2,
+          num_iterations=4, key=key).eigenvalues,
+  }
+  types = {"explicit": jax.sharding.AxisType.Explicit, "auto": jax.sharding.AxisType.Auto}
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(types[axis_type],))
+  sharded = jax.device_put(batch, jax.sharding.NamedSharding(mesh,
+                                                             jax.sharding.PartitionSpec("data")))
+  replicated = jax.device_put(params, jax.sharding.NamedSharding(mesh,
+                                                                 jax.sharding.PartitionSpec()))
+  for name, call in calls.items():
+    expected = jax.jit(call)(params, batch)
+    with jax.set_mesh(mesh):
+      actual = jax.jit(call)(replicated, sharded)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=2e-5,
+                                 atol=2e-6 * float(np.max(np.abs(e))), err_msg=name)

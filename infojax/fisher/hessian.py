@@ -21,6 +21,7 @@ import numpy as np
 
 from infojax.fisher import _checks
 from infojax.fisher import _chunks
+from infojax.fisher import _sharding
 
 METHODS = ("exact", "hutchinson")
 
@@ -148,6 +149,10 @@ def hessian_diagonal(apply_fn, params, batch, *, likelihood, method="exact", key
   inputs, targets, num_examples, _ = _checks.check_call(apply_fn, params, batch, likelihood,
                                                         chunk_size=chunk_size, per_example=False)
   _check_options(method, key, num_samples)
+  # Batching the products over basis vectors or probes (vmap) merges that axis into the example
+  # axis of convolutions, which explicit sharding cannot express: each device then takes the
+  # whole (replicated) batch; under Auto axes XLA chooses.
+  inputs, targets = _sharding.replicated((inputs, targets))
   flat, unravel, hvp = _hessian_vector_fn(apply_fn, params, inputs, targets, likelihood,
                                           num_examples)
   if method == "exact":

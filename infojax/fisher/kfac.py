@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from infojax.fisher import _checks
 from infojax.fisher import _chunks
+from infojax.fisher import _sharding
 from infojax.fisher import columns as columns_lib
 from infojax.fisher import conv
 from infojax.fisher import discovery
@@ -71,7 +72,7 @@ def _activations(layer, layer_input):
     rows = layer_input
   rows = rows.reshape(rows.shape[0], -1, rows.shape[-1])
   if layer.bias_shape is not None:
-    rows = jnp.concatenate([rows, jnp.ones(rows.shape[:2] + (1,), rows.dtype)], axis=-1)
+    rows = jnp.concatenate([rows, jnp.ones_like(rows[..., :1])], axis=-1)
   return rows
 
 
@@ -125,7 +126,10 @@ def kfac_factors(apply_fn, params, batch, *, likelihood, kind="true", mc_samples
       sums.append((rows.T @ rows, (g.T @ g) / positions))
     return sums
 
-  totals = _chunks.chunked_sum(fn, (inputs, targets, keys), chunk_size)
+  # The factors contract the example axis; on an explicitly sharded batch each device takes the
+  # whole (replicated) batch, as the per-example strategy does. Under Auto axes XLA chooses.
+  data = _sharding.replicated((inputs, targets, keys))
+  totals = _chunks.chunked_sum(fn, data, chunk_size)
   paths = [entry.path for entry in layer_plan.leaves]
   result = {}
   for layer, (a, g) in zip(layers, totals):
