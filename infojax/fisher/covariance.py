@@ -81,21 +81,22 @@ def gradient_covariance(apply_fn, params, batch, *, likelihood, output="diagonal
   """
   if output not in OUTPUTS:
     raise ValueError(f"output must be one of {OUTPUTS}; got {output!r}.")
-  inputs, targets, num_examples, _ = _checks.check_call(
-      apply_fn, params, batch, likelihood, method=method, chunk_size=chunk_size)
   _check_v(output, params, v)
+  # The second-moment call validates the whole call (and, eagerly, the model's independence).
+  options = dict(likelihood=likelihood, kind="empirical", method=method, chunk_size=chunk_size)
+  if output == "diagonal":
+    second_moment = fisher_diagonal(apply_fn, params, batch, **options)
+  elif output == "trace":
+    second_moment = fisher_trace(apply_fn, params, batch, **options)
+  else:
+    second_moment = products.vector_product(apply_fn, params, batch, v, **options)
+  inputs, targets, num_examples = _checks.unpack_batch(batch)
   mean = _mean_gradient(apply_fn, params, inputs, targets, likelihood, num_examples,
                         chunk_size=chunk_size)
   if output == "diagonal":
-    second_moment = fisher_diagonal(apply_fn, params, batch, likelihood=likelihood,
-                                    kind="empirical", method=method, chunk_size=chunk_size)
     return jax.tree.map(lambda s, g, p: (s - g * g).astype(p.dtype), second_moment, mean, params)
   if output == "trace":
-    second_moment = fisher_trace(apply_fn, params, batch, likelihood=likelihood,
-                                 kind="empirical", method=method, chunk_size=chunk_size)
     return second_moment - sum(jnp.sum(g * g) for g in jax.tree.leaves(mean))
-  second_moment = products.vector_product(apply_fn, params, batch, v, likelihood=likelihood,
-                                          kind="empirical", method=method, chunk_size=chunk_size)
   projection = sum(jnp.sum(g * x) for g, x in zip(jax.tree.leaves(mean), jax.tree.leaves(v)))
   return jax.tree.map(lambda s, g, p: (s - g * projection).astype(p.dtype), second_moment, mean,
                       params)
