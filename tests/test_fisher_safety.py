@@ -182,6 +182,23 @@ def test_plan_under_jit_and_for_a_jitted_apply_fn():
   assert list(np.asarray(strategies)) == [True, False]
 
 
+def test_plan_follows_parameters_passed_through_a_sub_program():
+  """A jitted identity (``jnp.rot90(k, 0)`` inside a jitted layer) returns the leaf unchanged: its
+  later use is described, not "an output of the program" (which it is not)."""
+  params = {"w": jnp.ones((4, 3))}
+
+  def apply_fn(p, x):
+    kernel = jax.jit(lambda k: (k, 2 * k))(p["w"])[0]
+    return x @ kernel
+
+  plan = ij.fisher.plan(apply_fn, params, jnp.ones((2, 4)))
+  assert [entry.strategy for entry in plan.leaves] == ["vmap"]
+  assert "dot_general" in plan.leaves[0].detail and "output" not in plan.leaves[0].detail
+  passthrough = ij.fisher.plan(lambda p, x: jax.jit(lambda k: k)(p["w"]) * x.sum(),
+                               params, jnp.ones((2, 4)))
+  assert "mul" in passthrough.leaves[0].detail
+
+
 # ----------------------------------------------------------------------------------------------
 # Examples that are not independent.
 # ----------------------------------------------------------------------------------------------

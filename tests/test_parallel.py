@@ -234,8 +234,8 @@ def _smoke_config(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pac_bayes_bound", "random_labels", "structure_function",
-                                  "bias_variance"])
-def test_weights_experiments_on_two_processes_equal_one_process(tmp_path, name):
+                                  "bias_variance", "effective_information"])
+def test_small_experiments_on_two_processes_equal_one_process(tmp_path, name):
   """Each process runs the small full-batch experiment whole; process 0 writes the same records."""
   experiment = importlib.import_module(f"infojax.experiments.{name}")
   assert experiment.run(_smoke_config(name), str(tmp_path / "single"))

@@ -199,12 +199,16 @@ def _sub_jaxpr(eqn):
   return None
 
 
-def _collect_uses(jaxpr, owners, uses, calls):
+def _collect_uses(jaxpr, owners, uses, calls, *, top=True):
   """Appends to ``uses[leaf]`` every use of a parameter variable in ``jaxpr`` (recursively).
 
   ``owners`` maps the variables of ``jaxpr`` that are parameter leaves to their leaf index. A use is
-  ``("layer", call_index, role)`` or ``("other", description)``.
+  ``("layer", call_index, role)`` or ``("other", description)``. A sub-program that returns a
+  parameter unchanged makes the outer result an alias of that leaf, whose uses are followed; only
+  the top-level program's outputs count as "an output of the program". Returns, for a sub-program,
+  ``{output position: leaf}`` of the outputs that are parameters passed through.
   """
+  owners = dict(owners)
   for eqn in jaxpr.eqns:
     name = eqn.params.get("name", "") if eqn.primitive.name in ("jit", "pjit") else ""
     inner = None if name.startswith(_LAYER_PREFIX) else _sub_jaxpr(eqn)
@@ -225,10 +229,18 @@ def _collect_uses(jaxpr, owners, uses, calls):
       else:
         uses[leaf].append(("other", f"a `{eqn.primitive.name}` outside the recognised layers"))
     if inner_owners:
-      _collect_uses(inner, inner_owners, uses, calls)
-  for var in jaxpr.outvars:
+      passed = _collect_uses(inner, inner_owners, uses, calls, top=False)
+      for position, leaf in passed.items():
+        if position < len(eqn.outvars):
+          owners[eqn.outvars[position]] = leaf
+  passed = {}
+  for position, var in enumerate(jaxpr.outvars):
     if isinstance(var, jax_core.Var) and var in owners:
-      uses[owners[var]].append(("other", "an output of the program"))
+      if top:
+        uses[owners[var]].append(("other", "an output of the program"))
+      else:
+        passed[position] = owners[var]
+  return passed
 
 
 def _describe(use, calls) -> str:

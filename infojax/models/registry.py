@@ -10,6 +10,8 @@ import jax.numpy as jnp
 from infojax.models.allcnn import AllCNN
 from infojax.models.cnn1d import CNN1D
 from infojax.models.convnet import ConvNet
+from infojax.models.deepsets import DeepSets
+from infojax.models.gconv import P4Conv
 from infojax.models.lenet import LeNet5
 from infojax.models.mlp import MLP
 from infojax.models.resnet import ResNet18
@@ -22,6 +24,8 @@ MODELS = {
     "resnet18": ResNet18,
     "cnn1d": CNN1D,
     "convnet": ConvNet,
+    "p4conv": P4Conv,
+    "deepsets": DeepSets,
 }
 
 
@@ -30,7 +34,9 @@ def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
 
   Args:
     name: one of `MODELS`: "mlp" (`MLP`, needs ``hidden_sizes``), "lenet" or "lenet5" (`LeNet5`),
-      "allcnn" (`AllCNN`), "resnet18" (`ResNet18`), "cnn1d" (`CNN1D`), "convnet" (`ConvNet`).
+      "allcnn" (`AllCNN`), "resnet18" (`ResNet18`), "cnn1d" (`CNN1D`), "convnet" (`ConvNet`),
+      "p4conv" (`P4Conv`, rotation invariant, on ``(N, H, W, C)`` images), "deepsets"
+      (`DeepSets`, permutation invariant, on ``(N, M, d)`` sets).
     num_classes: the number of logits.
     **kwargs: the model's other attributes (e.g. ``width_multiplier=0.5``, ``norm="none"``).
 
