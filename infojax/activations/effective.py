@@ -35,11 +35,12 @@ from infojax import _validation
 from infojax.fisher import _checks
 from infojax.fisher import _chunks
 from infojax.fisher import _sharding
+from infojax.fisher import jacobians
 
 ROUTES = ("auto", "jacobian", "products")
 
-# Bound on the per-example intermediate entries alive at once (2**27 float32 values = 512 MiB).
-_BUDGET = 2 ** 27
+# Bound on the intermediate entries alive at once: the engine's Jacobian budget (512 MiB float32).
+_BUDGET = jacobians._JACOBIAN_BUDGET
 
 
 class EffectiveInformation(NamedTuple):
@@ -147,7 +148,7 @@ def activations_fn(apply_fn, layer=None):
 
 class _WeightMetric(NamedTuple):
   """``M`` in ``J M J^T``: the weight Fisher (printed form) or its inverse (corrected form), as a
-  diagonal ``(P,)`` or through the Cholesky factor of a dense ``(P, P)`` Fisher."""
+  diagonal ``(P,)`` (``M`` itself), the dense ``(P, P)`` Fisher, or its Cholesky factor."""
   diagonal: Optional[jax.Array]
   cholesky: Optional[jax.Array]
   dense: Optional[jax.Array]
@@ -173,7 +174,7 @@ def _weight_metric(weight_fisher, params, *, inverse: bool, num_weights: int, dt
         raise ValueError(f"weight_fisher: every entry must be {requirement}; {int(bad.sum())} of "
                          f"{values.size} are not (the first, flat index {index}, is "
                          f"{values[index]!r}).")
-    return _WeightMetric(diagonal, None, None, inverse)
+    return _WeightMetric(1.0 / diagonal if inverse else diagonal, None, None, inverse)
   shape = np.shape(weight_fisher) if hasattr(weight_fisher, "shape") else None
   if shape != (num_weights, num_weights):
     raise ValueError(
@@ -203,8 +204,7 @@ def _weight_metric(weight_fisher, params, *, inverse: bool, num_weights: int, dt
 def _sandwich(metric: _WeightMetric, jacobian):
   """``J M J^T`` for a Jacobian ``(k, P)``."""
   if metric.diagonal is not None:
-    weights = 1.0 / metric.diagonal if metric.inverse else metric.diagonal
-    return (jacobian * weights[None, :]) @ jacobian.T
+    return (jacobian * metric.diagonal[None, :]) @ jacobian.T
   if metric.inverse:
     half = jax.scipy.linalg.solve_triangular(metric.cholesky, jacobian.T, lower=True)
     return half.T @ half
@@ -214,8 +214,7 @@ def _sandwich(metric: _WeightMetric, jacobian):
 def _apply(metric: _WeightMetric, vectors):
   """``M v`` for weight vectors ``(P, m)``."""
   if metric.diagonal is not None:
-    weights = 1.0 / metric.diagonal if metric.inverse else metric.diagonal
-    return weights[:, None] * vectors
+    return metric.diagonal[:, None] * vectors
   if metric.inverse:
     return jax.scipy.linalg.cho_solve((metric.cholesky, True), vectors)
   return metric.dense @ vectors
@@ -340,12 +339,9 @@ def _positive(name, value, *, allow_zero=False):
   return array
 
 
-def _positive_int(name, value, *, optional=False):
-  if optional and value is None:
-    return
+def _positive_int(name, value):
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be a positive int{' or None' if optional else ''}; got "
-                     f"{value!r}.")
+    raise ValueError(f"{name} must be a positive int; got {value!r}.")
 
 
 def _prepare(apply_fn, params, inputs, *, weight_fisher, beta, layer, paper_convention,
@@ -363,7 +359,7 @@ def _prepare(apply_fn, params, inputs, *, weight_fisher, beta, layer, paper_conv
   num_examples = _checks.check_inputs(inputs)
   if route not in ROUTES:
     raise ValueError(f"route must be one of {ROUTES}; got {route!r}.")
-  _positive_int("chunk_size", chunk_size, optional=True)
+  _checks.check_chunk_size(chunk_size)
   _positive_int("max_iterations", max_iterations)
   if tolerance is not None and not (isinstance(tolerance, (float, int)) and 0 < tolerance < 1):
     raise ValueError(f"tolerance must be None or in (0, 1); got {tolerance!r}.")
@@ -393,9 +389,7 @@ def _prepare(apply_fn, params, inputs, *, weight_fisher, beta, layer, paper_conv
     route = "jacobian" if per_example_jacobian <= _BUDGET else "products"
   common = num_activations * input_dim + input_dim ** 2
   per_example = common + (per_example_jacobian if route == "jacobian" else per_example_products)
-  chunk = chunk_size or max(1, _BUDGET // per_example)
-  if jax.device_count() > 1 and chunk_size is None:
-    chunk = min(chunk, max(1, -(-num_examples // jax.device_count())))
+  chunk = jacobians._default_chunk(num_examples, per_example, chunk_size)
   column_chunk = max(1, _BUDGET // max(1, weights.size))
   if tolerance is None:
     tolerance = float(np.sqrt(np.finfo(weights.dtype).eps))
@@ -506,12 +500,11 @@ def noise_covariance(apply_fn, params, inputs, *, weight_fisher, beta, layer=Non
 
   Cost: per example ``min(k, P)`` passes for ``J_f`` and ``O(k^2 P)``; memory ``kP + k^2``.
   """
-  z_of, weights, metric, options, _, dims = _prepare(
+  z_of, weights, metric, options, chunk, dims = _prepare(
       apply_fn, params, inputs, weight_fisher=weight_fisher, beta=beta, layer=layer,
       paper_convention=False, activation_noise=0.0, chunk_size=chunk_size, route="jacobian",
       tolerance=None, max_iterations=1)
   num_activations = dims[1]
-  chunk = chunk_size or max(1, _BUDGET // (num_activations * (weights.size + num_activations)))
 
   def one(example):
     jacobian = _jacobian(lambda w: z_of(w, example), weights, num_activations)

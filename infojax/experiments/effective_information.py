@@ -50,7 +50,6 @@ import scipy.stats
 
 from infojax import activations
 from infojax import config as config_lib
-from infojax import data
 from infojax import io
 from infojax import models
 from infojax import weights
@@ -84,10 +83,7 @@ def sprite_splits(*, image_size: int, scale_stride: int, orientation_stride: int
   parts = {"test": order[:num_test], "train": order[num_test:]}
   splits = {name: {"image": images[index], "label": grid[index, 0].astype(np.int32),
                    "factors": grid[index]} for name, index in parts.items()}
-  mean, std = data.transforms.channel_stats(splits["train"]["image"])
-  std = np.where(std > 0, std, 1.0).astype(np.float32)
-  for arrays in splits.values():
-    arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
+  random_labels.standardise(splits)
   return splits
 
 

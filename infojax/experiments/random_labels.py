@@ -92,11 +92,17 @@ def load_splits(dataset: str, *, data_dir: Optional[str] = None, normalize: bool
     index = np.sort(np.random.default_rng(seed).permutation(size)[:num_train])
     splits["train"] = {key: values[index] for key, values in splits["train"].items()}
   if normalize:
-    mean, std = data.transforms.channel_stats(splits["train"]["image"])
-    std = np.where(std > 0, std, 1.0).astype(np.float32)
-    for arrays in splits.values():
-      arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
+    standardise(splits)
   return splits
+
+
+def standardise(splits: dict) -> None:
+  """Standardises every split's ``image`` in place with the training split's channel mean and std
+  (channels of zero spread keep their scale)."""
+  mean, std = data.transforms.channel_stats(splits["train"]["image"])
+  std = np.where(std > 0, std, 1.0).astype(np.float32)
+  for arrays in splits.values():
+    arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
 
 
 def init_mlp(hidden_sizes: Sequence[int], num_classes: int, input_shape: Sequence[int],
