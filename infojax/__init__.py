@@ -13,6 +13,7 @@ _SUBMODULES = (
     "bench",
     "config",
     "data",
+    "dynamics",
     "experiments",
     "fisher",
     "info",

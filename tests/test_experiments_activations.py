@@ -1,7 +1,6 @@
 """Tests for the effective_information experiment (infojax.experiments.effective_information,
 configs/effective_information.py, scripts/effective_information.py)."""
 
-import importlib.util
 import json
 import math
 import os
@@ -11,19 +10,16 @@ import pytest
 
 from infojax.experiments import effective_information
 
+import _configs
+
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:the load_module\(\) method is deprecated:DeprecationWarning")  # ml_collections
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _smoke_config():
-  path = os.path.join(_ROOT, "configs", "effective_information.py")
-  spec = importlib.util.spec_from_file_location("effective_information_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("smoke")
+  return _configs.get_config("effective_information", "smoke")
 
 
 def _records(workdir):

@@ -15,6 +15,7 @@ import pytest
 import infojax as ij
 
 sys.path.insert(0, os.path.dirname(__file__))
+import _configs  # noqa: E402
 import _distributed_worker  # noqa: E402
 import _multiprocess  # noqa: E402
 
@@ -225,16 +226,13 @@ def test_main_job_on_two_processes_equals_one_process_and_resumes(tmp_path):
 
 
 def _smoke_config(name):
-  path = os.path.join(_multiprocess.ROOT, "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"_config_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("smoke")
+  return _configs.get_config(name, "smoke")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pac_bayes_bound", "random_labels", "structure_function",
-                                  "bias_variance", "effective_information"])
+                                  "bias_variance", "effective_information", "fisher_vs_batch",
+                                  "sgd_noise"])
 def test_small_experiments_on_two_processes_equal_one_process(tmp_path, name):
   """Each process runs the small full-batch experiment whole; process 0 writes the same records."""
   experiment = importlib.import_module(f"infojax.experiments.{name}")

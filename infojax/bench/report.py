@@ -28,7 +28,9 @@ ERROR_TARGET = 1e-5
 # Sections of RESULTS.md written by other scripts, kept when this one rewrites the file.
 PRIMITIVES_BEGIN = "<!-- primitives:begin -->"
 PRIMITIVES_END = "<!-- primitives:end -->"
-PRESERVED_SECTIONS = ((PRIMITIVES_BEGIN, PRIMITIVES_END),)
+DYNAMICS_BEGIN = "<!-- dynamics:begin -->"
+DYNAMICS_END = "<!-- dynamics:end -->"
+PRESERVED_SECTIONS = ((PRIMITIVES_BEGIN, PRIMITIVES_END), (DYNAMICS_BEGIN, DYNAMICS_END))
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ from infojax.fisher.per_example import per_example_grads
 from infojax.fisher.products import hessian_vector_product
 from infojax.fisher.products import vector_product
 from infojax.fisher.covariance import gradient_covariance
+from infojax.fisher.covariance import gradient_covariance_product_fn
 from infojax.fisher.hessian import Estimate
 from infojax.fisher.hessian import hessian_diagonal
 from infojax.fisher.jacobians import per_example_jacobians

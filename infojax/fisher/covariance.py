@@ -82,21 +82,45 @@ def gradient_covariance(apply_fn, params, batch, *, likelihood, output="diagonal
   if output not in OUTPUTS:
     raise ValueError(f"output must be one of {OUTPUTS}; got {output!r}.")
   _check_v(output, params, v)
+  if output == "product":
+    return gradient_covariance_product_fn(apply_fn, params, batch, likelihood=likelihood,
+                                          method=method, chunk_size=chunk_size)(v)
   # The second-moment call validates the whole call (and, eagerly, the model's independence).
   options = dict(likelihood=likelihood, kind="empirical", method=method, chunk_size=chunk_size)
   if output == "diagonal":
     second_moment = fisher_diagonal(apply_fn, params, batch, **options)
-  elif output == "trace":
-    second_moment = fisher_trace(apply_fn, params, batch, **options)
   else:
-    second_moment = products.vector_product(apply_fn, params, batch, v, **options)
-  inputs, targets, num_examples = _checks.unpack_batch(batch)
-  mean = _mean_gradient(apply_fn, params, inputs, targets, likelihood, num_examples,
-                        chunk_size=chunk_size)
+    second_moment = fisher_trace(apply_fn, params, batch, **options)
+  mean = _batch_mean_gradient(apply_fn, params, batch, likelihood, chunk_size)
   if output == "diagonal":
     return jax.tree.map(lambda s, g, p: (s - g * g).astype(p.dtype), second_moment, mean, params)
-  if output == "trace":
-    return second_moment - sum(jnp.sum(g * g) for g in jax.tree.leaves(mean))
-  projection = sum(jnp.sum(g * x) for g, x in zip(jax.tree.leaves(mean), jax.tree.leaves(v)))
-  return jax.tree.map(lambda s, g, p: (s - g * projection).astype(p.dtype), second_moment, mean,
-                      params)
+  return second_moment - sum(jnp.sum(g * g) for g in jax.tree.leaves(mean))
+
+
+def _batch_mean_gradient(apply_fn, params, batch, likelihood, chunk_size):
+  inputs, targets, num_examples = _checks.unpack_batch(batch)
+  return _mean_gradient(apply_fn, params, inputs, targets, likelihood, num_examples,
+                        chunk_size=chunk_size)
+
+
+def gradient_covariance_product_fn(apply_fn, params, batch, *, likelihood, method="auto",
+                                   chunk_size=None):
+  """``v -> D v``, with the mean gradient ``g_bar`` computed once, for iterative solvers.
+
+  ``D v = F_emp v - g_bar (g_bar . v)``: each product is one empirical Fisher-vector product
+  (`infojax.fisher.vector_product`); ``g_bar`` (one gradient of the mean loss) is computed when
+  this is called, not per product, so Lanczos on ``D`` (`infojax.fisher.eigenvalues`) pays it
+  once. Arguments as in `gradient_covariance`.
+  """
+  _checks.check_call(apply_fn, params, batch, likelihood, method=method, chunk_size=chunk_size)
+  mean = _batch_mean_gradient(apply_fn, params, batch, likelihood, chunk_size)
+  options = dict(likelihood=likelihood, kind="empirical", method=method, chunk_size=chunk_size)
+
+  def product(v):
+    _check_v("product", params, v)
+    second_moment = products.vector_product(apply_fn, params, batch, v, **options)
+    projection = sum(jnp.sum(g * x) for g, x in zip(jax.tree.leaves(mean), jax.tree.leaves(v)))
+    return jax.tree.map(lambda s, g, p: (s - g * projection).astype(p.dtype), second_moment,
+                        mean, params)
+
+  return product

@@ -1,0 +1,20 @@
+"""The experiment configs (``configs/<name>.py``) as tests load them."""
+
+import importlib.util
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config_module(name: str):
+  """The module ``configs/<name>.py`` (its ``get_config`` and docstring)."""
+  path = os.path.join(ROOT, "configs", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(name: str, arg=None):
+  """``configs/<name>.py``'s ``get_config(arg)``."""
+  return config_module(name).get_config(arg)
