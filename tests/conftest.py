@@ -3,6 +3,7 @@
 Tests that need float64 use the ``x64`` fixture, which turns it on for that test only.
 """
 
+import gc
 import os
 
 # Must be set before jax initialises its backends.
@@ -26,3 +27,17 @@ def x64():
     yield
   finally:
     jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops JAX's compilation caches after each test module.
+
+  One pytest process runs the whole suite; without this, every compiled program of every module
+  stays alive, and the process's memory maps grew past the kernel's default limit
+  (``vm.max_map_count`` = 65,530), at which point XLA:CPU crashed while compiling (a segfault in a
+  later module's sharded test).
+  """
+  yield
+  jax.clear_caches()
+  gc.collect()
