@@ -20,7 +20,6 @@ per-step loop for small models; 16 vmapped seeds at most 4x one seed on 2 CPU co
 """
 
 import dataclasses
-import os
 import time
 from typing import Callable, List, Optional, Sequence
 
@@ -267,9 +266,4 @@ def markdown(rows: Sequence[Row], config: Config, *, command: str) -> str:
 def write(rows: Sequence[Row], config: Config, path: str, *, command: str) -> None:
   """Puts the section into the markdown file at ``path`` (replacing an earlier one; the rest of
   the file is kept; `infojax.bench.report.write_results` keeps this section too)."""
-  text = ""
-  if os.path.exists(path):
-    with open(path) as f:
-      text = f.read()
-  with open(path, "w") as f:
-    f.write(report.replace_section(text, markdown(rows, config, command=command), BEGIN, END))
+  report.write_section(path, markdown(rows, config, command=command), BEGIN, END)

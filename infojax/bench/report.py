@@ -30,7 +30,10 @@ PRIMITIVES_BEGIN = "<!-- primitives:begin -->"
 PRIMITIVES_END = "<!-- primitives:end -->"
 DYNAMICS_BEGIN = "<!-- dynamics:begin -->"
 DYNAMICS_END = "<!-- dynamics:end -->"
-PRESERVED_SECTIONS = ((PRIMITIVES_BEGIN, PRIMITIVES_END), (DYNAMICS_BEGIN, DYNAMICS_END))
+BOTTLENECK_BEGIN = "<!-- bottleneck:begin -->"
+BOTTLENECK_END = "<!-- bottleneck:end -->"
+PRESERVED_SECTIONS = ((PRIMITIVES_BEGIN, PRIMITIVES_END), (DYNAMICS_BEGIN, DYNAMICS_END),
+                      (BOTTLENECK_BEGIN, BOTTLENECK_END))
 
 
 @dataclasses.dataclass
@@ -93,6 +96,17 @@ def replace_section(text: str, section: str, begin: str = PRIMITIVES_BEGIN,
     head = text.rstrip()
     return (head + "\n\n" if head else "") + section + "\n"
   return text[:span[0]] + section + text[span[1]:]
+
+
+def write_section(path: str, section: str, begin: str, end: str) -> None:
+  """Puts ``section`` into the markdown file at ``path`` with `replace_section` (the file is
+  created if missing; the rest of it is kept)."""
+  text = ""
+  if os.path.exists(path):
+    with open(path) as f:
+      text = f.read()
+  with open(path, "w") as f:
+    f.write(replace_section(text, section, begin, end))
 
 
 def _preserved_sections(path: str) -> List[str]:
