@@ -21,6 +21,7 @@ _SUBMODULES = (
     "likelihoods",
     "models",
     "parallel",
+    "tasks",
     "train",
     "weights",
 )
