@@ -246,12 +246,24 @@ def lagrangian_fit(apply_fn, config, *, num_examples: int):
   return fn
 
 
+def _last_two_tenths(trace) -> tuple:
+  """The means of the last and of the previous tenth of a trace, in float64."""
+  trace = np.asarray(trace, np.float64)
+  tenth = max(1, trace.size // 10)
+  return trace[-tenth:].mean(), trace[-2 * tenth:-tenth].mean()
+
+
+def absolute_change(trace) -> float:
+  """``|mean(last tenth) - mean(previous tenth)|`` of a trace over the steps of a fit (in the
+  trace's units), for traces that approach 0, where `relative_change` says nothing."""
+  last, previous = _last_two_tenths(trace)
+  return float(abs(last - previous))
+
+
 def relative_change(trace) -> float:
   """The convergence criterion: ``|mean(last tenth) - mean(previous tenth)| / |mean(previous)|``
   of a trace over the steps of a fit."""
-  trace = np.asarray(trace, np.float64)
-  tenth = max(1, trace.size // 10)
-  last, previous = trace[-tenth:].mean(), trace[-2 * tenth:-tenth].mean()
+  last, previous = _last_two_tenths(trace)
   return float(abs(last - previous) / max(abs(previous), 1e-12))
 
 

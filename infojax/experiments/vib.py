@@ -25,8 +25,8 @@ deterministic network) for small ``beta`` and degrades above ``beta ~ 1e-2``. `d
 says where it degrades here: the smallest ``beta`` from which on the mean error exceeds the
 sweep's best mean error by more than twice the standard error of their difference over seeds.
 Convergence: the change of the training objective between the means of its last two tenths of
-epochs, in nats (`absolute_change`) and relative to the objective
-(`infojax.experiments.effective_information.relative_change`, reported where the objective stays
+epochs, in nats and relative to the objective (`absolute_change` and `relative_change` of
+`infojax.experiments.effective_information`; the relative one reported where the objective stays
 above 0.05 nats: the deterministic network and ``beta = 0`` fit the training set to a loss near 0).
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one ``"run"`` record per (method,
@@ -299,19 +299,12 @@ def summarise(records, settings, seeds) -> dict:
                       for b in vib_settings] for s in seeds])
   degraded = degradation_beta(vib_settings, errors)
   summary["degradation_beta"] = math.nan if degraded is None else degraded
-  changes = [absolute_change(r["train_objective"]) for r in records]
+  changes = [effective_information.absolute_change(r["train_objective"]) for r in records]
   summary["worst_absolute_change"] = max(changes)
   relative = [r["train_objective_relative_change"] for r in records
               if r["train_objective"][-1] > 0.05]
   summary["worst_relative_change"] = max(relative) if relative else math.nan
   return summary
-
-
-def absolute_change(trace) -> float:
-  """``|mean(last tenth) - mean(previous tenth)|`` of a trace over the epochs, nats."""
-  trace = np.asarray(trace, np.float64)
-  tenth = max(1, trace.size // 10)
-  return float(abs(trace[-tenth:].mean() - trace[-2 * tenth:-tenth].mean()))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
