@@ -7,6 +7,8 @@ exercised with ``tfds.testing.mock_data``. Nothing touches the network.
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import jax
 from jax.experimental import multihost_utils
@@ -16,6 +18,7 @@ from sklearn import datasets as sklearn_datasets
 import tensorflow_datasets as tfds
 
 from infojax import data
+from infojax.data import sources
 from infojax.data.builders import mnist1d
 from infojax.data.builders import sprites
 
@@ -257,6 +260,39 @@ def test_download_path_prepares_then_reads(tmp_path):
   with tfds.testing.mock_data(num_examples=4):  # download_and_prepare is a no-op under the mock
     arrays = data.load("fashion_mnist", "test", data_dir=tmp_path, download=True)
   assert arrays["image"].shape == (4, 28, 28, 1)
+
+
+def test_processes_sharing_a_data_directory_prepare_a_dataset_once(tmp_path):
+  """Two preparers at once (threads here; processes behave alike: flock locks conflict between
+  open files) build the dataset once; the second waits, then finds it prepared."""
+  built = []
+
+  class Builder:
+
+    def is_prepared(self):
+      return bool(built)
+
+    def download_and_prepare(self, download_config):
+      del download_config
+      time.sleep(0.2)  # both preparers are past their first is_prepared check by now
+      built.append(threading.current_thread().name)
+
+  class FakeTfds:
+
+    @staticmethod
+    def builder(name, data_dir, file_format):
+      assert (name, data_dir, file_format) == ("digits", str(tmp_path), "array_record")
+      return Builder()
+
+  threads = [threading.Thread(target=sources._prepare_locked, name=f"preparer {i}",
+                              args=(FakeTfds, "digits", str(tmp_path)),
+                              kwargs={"download_config": None}) for i in range(2)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  assert len(built) == 1
+  assert os.path.exists(tmp_path / ".infojax-prepare-digits.lock")
 
 
 def test_missing_dataset_says_how_to_prepare_it(tmp_path):

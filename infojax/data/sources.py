@@ -15,6 +15,8 @@ on a machine with internet access, with
 ``tensorflow_datasets`` is imported on first use, so ``import infojax.data`` works without it.
 """
 
+import contextlib
+import fcntl
 import os
 from typing import Any, Mapping, NamedTuple, Optional, Union
 
@@ -61,21 +63,47 @@ def _base_name(name: str) -> str:
   return name.split("/")[0].split(":")[0]
 
 
+@contextlib.contextmanager
+def _exclusive(data_dir: str, name: str):
+  """Holds an exclusive lock on ``data_dir`` for preparing ``name`` (``flock`` on a lock file).
+
+  Processes that share a file system but not a JAX job (two experiments started at once, or a
+  parallel test run) would otherwise build the same dataset into the same folder together.
+  """
+  os.makedirs(data_dir, exist_ok=True)
+  path = os.path.join(data_dir, f".infojax-prepare-{_base_name(name)}.lock")
+  with open(path, "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare_locked(tfds, name: str, data_dir: str, *, download_config) -> None:
+  """Prepares ``name`` unless it is, checking again once the folder's lock is held."""
+  if tfds.builder(name, data_dir=data_dir, file_format="array_record").is_prepared():
+    return
+  with _exclusive(data_dir, name):
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      builder.download_and_prepare(download_config=download_config)
+
+
 def _prepare(tfds, name: str, data_dir: str, *, download_config) -> None:
   """Prepares ``name`` in array_record format unless it is; process 0 first when multi-process.
 
   In a multi-process run every process must call this (it holds a barrier): process 0 prepares a
   shared data directory, then any process whose (host-local) directory still lacks the data
-  prepares its own copy.
+  prepares its own copy. Preparing holds a lock on the data directory (`_exclusive`), so
+  independent processes on one machine never build the same dataset at once.
   """
-  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    if jax.process_index() == 0 and not builder.is_prepared():
-      builder.download_and_prepare(download_config=download_config)
+    if jax.process_index() == 0:
+      _prepare_locked(tfds, name, data_dir, download_config=download_config)
     multihost_utils.sync_global_devices(f"infojax.data: prepare {name} in {data_dir}")
-  if not builder.is_prepared():
-    builder.download_and_prepare(download_config=download_config)
+  _prepare_locked(tfds, name, data_dir, download_config=download_config)
 
 
 def _explain_unreadable(tfds, name: str, data_dir: str, error: Exception) -> None:
