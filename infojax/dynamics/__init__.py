@@ -1,5 +1,6 @@
-"""Learning dynamics: scanned SGD and Langevin paths, SGD noise, deep linear networks and the
-reachability of learning tasks, and the deficits of critical learning periods (science.md §1, §2.7, §2.10, §7, §10, §12)."""
+"""Learning dynamics: scanned SGD and Langevin paths, SGD noise, deep linear networks, the
+reachability of learning tasks and the deficits of critical learning periods (science.md §1, §2.7,
+§2.10, §7, §10, §12)."""
 
 from infojax.dynamics import deep_linear
 from infojax.dynamics import deficits
