@@ -46,6 +46,8 @@ def get_config(arg=None):
   config.fisher.probe_per_class = 10  # probe examples per class, from the training split
   config.fisher.kinds = ("empirical", "true")
   config.fisher.method = "auto"
+  # Also record each layer's trace ("fisher_trace_<kind>/<layer>") and plot the true Fisher's.
+  config.fisher.per_layer = True
   config.fisher.chunk_size = config_dict.placeholder(int)  # examples per chunk; None: automatic
 
   if arg == "smoke":

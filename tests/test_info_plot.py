@@ -68,6 +68,15 @@ def test_fisher_trace_hook_matches_the_closed_form_for_softmax_regression():
   assert set(traces) == {"fisher_trace_empirical", "fisher_trace_true"}
   assert float(traces["fisher_trace_empirical"]) == pytest.approx(empirical, rel=1e-5)
   assert float(traces["fisher_trace_true"]) == pytest.approx(true, rel=1e-5)
+  # Per layer: the kernel's block carries the ||x||^2 part, the bias's the 1.
+  layers = info_plot.fisher_trace_hook(apply_fn, (inputs, labels), kinds=("true",),
+                                       per_layer=True)(0, state)
+  assert set(layers) == {"fisher_trace_true", "fisher_trace_true/w", "fisher_trace_true/b"}
+  squared = 1.0 - (probs ** 2).sum(-1)
+  assert float(layers["fisher_trace_true/w"]) == pytest.approx(
+      np.mean(squared * (scale - 1.0)), rel=1e-5)
+  assert float(layers["fisher_trace_true/b"]) == pytest.approx(np.mean(squared), rel=1e-5)
+  assert float(layers["fisher_trace_true"]) == pytest.approx(true, rel=1e-5)
   with pytest.raises(ValueError, match="kinds"):
     info_plot.fisher_trace_hook(apply_fn, (inputs, labels), kinds=("mc",))
 
@@ -85,6 +94,10 @@ def test_smoke_run_of_the_script_writes_metrics_plot_and_summary(tmp_path):
     for kind in ("empirical", "true"):
       value = record[f"fisher_trace_{kind}"]
       assert math.isfinite(value) and value > 0
+      # The per-layer traces (the config's default) of the model's layers sum to the total.
+      layers = [k for k in record if k.startswith(f"fisher_trace_{kind}/")]
+      assert len(layers) >= 3
+      assert sum(record[k] for k in layers) == pytest.approx(value, rel=1e-5)
     assert 0 <= record["test_accuracy"] <= 1
   for record in records[1:]:
     assert {"train_loss", "train_accuracy", "test_loss"} <= set(record)

@@ -9,8 +9,9 @@ the network memorises, then falls as it consolidates. Part of the fall is the sa
 softmax on fitted examples (science.md §1.3, "Confound to report").
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one record per epoch, epoch 0 being the
-initialisation), ``info_plot.png`` (Fisher traces and accuracy against epoch), ``summary.txt`` and
-``checkpoints/``.
+initialisation; with ``fisher.per_layer``, the default, each layer's trace too), ``info_plot.png``
+(the Fisher traces, the true Fisher's per-layer traces and accuracy against epoch), ``summary.txt``
+and ``checkpoints/``.
 """
 
 import os
@@ -61,9 +62,21 @@ def balanced_probe_indices(labels: np.ndarray, *, per_class: int, num_classes: i
   return np.concatenate(indices)
 
 
+def layer_traces(per_leaf_trace) -> dict:
+  """Per-layer traces ``{layer: scalar}`` from `infojax.fisher.trace`'s ``per_leaf=True`` output.
+
+  A layer is a top-level entry of the parameter pytree (a flax module such as ``Conv_0``: its
+  kernel and bias together); a params pytree that is a single array is one layer, ``"params"``.
+  """
+  if not isinstance(per_leaf_trace, dict):
+    return {"params": sum(jax.tree.leaves(per_leaf_trace))}
+  return {str(name): sum(jax.tree.leaves(subtree)) for name, subtree in per_leaf_trace.items()}
+
+
 def fisher_trace_hook(apply_fn: Callable, probe: tuple, *,
                       kinds: Sequence[str] = ("empirical", "true"), likelihood=None,
-                      method: str = "auto", chunk_size=None, mesh=None) -> train.loop.Hook:
+                      method: str = "auto", chunk_size=None, mesh=None,
+                      per_layer: bool = False) -> train.loop.Hook:
   """A `fit` hook measuring the trace of the Fisher on a fixed probe set, exactly.
 
   Args:
@@ -74,9 +87,13 @@ def fisher_trace_hook(apply_fn: Callable, probe: tuple, *,
     method, chunk_size: as in `infojax.fisher.trace`.
     mesh: a data mesh to spread the probe set over (sharded over its devices when they divide the
       probe size, else replicated); the same full probe on every process.
+    per_layer: also record each layer's trace (`layer_traces`) as
+      ``"fisher_trace_<kind>/<layer>"``; they sum to the total. No extra cost: the total is the
+      sum of the per-leaf traces either way.
 
   Returns:
-    ``hook(epoch, state) -> {"fisher_trace_<kind>": scalar}``, one jitted program for all kinds.
+    ``hook(epoch, state) -> {"fisher_trace_<kind>": scalar, ...}``, one jitted program for all
+    kinds.
 
   Cost per call: for P probe examples and C classes, about P (empirical) plus P*C (true)
   per-example gradient norms.
@@ -94,9 +111,15 @@ def fisher_trace_hook(apply_fn: Callable, probe: tuple, *,
 
   @jax.jit
   def traces(params, probe):
-    return {f"fisher_trace_{kind}": fisher.trace(
-        apply_fn, params, probe, likelihood=likelihood, kind=kind, method=method,
-        chunk_size=chunk_size) for kind in kinds}
+    measured = {}
+    for kind in kinds:
+      layers = layer_traces(fisher.trace(apply_fn, params, probe, likelihood=likelihood,
+                                         kind=kind, method=method, chunk_size=chunk_size,
+                                         per_leaf=True))
+      measured[f"fisher_trace_{kind}"] = sum(layers.values())
+      if per_layer:
+        measured.update({f"fisher_trace_{kind}/{name}": value for name, value in layers.items()})
+    return measured
 
   def hook(epoch, state):
     del epoch
@@ -205,7 +228,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   kinds = tuple(config.fisher.kinds)
   mesh = parallel.data_mesh()
   hook = fisher_trace_hook(apply_fn, probe, kinds=kinds, method=config.fisher.method,
-                           chunk_size=config.fisher.chunk_size, mesh=mesh)
+                           chunk_size=config.fisher.chunk_size, mesh=mesh,
+                           per_layer=config.fisher.per_layer)
 
   result = train.fit(
       train.classification(apply_fn), optimizer, state, train_data=splits["train"],
@@ -218,13 +242,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return {}
   history = result.history
   summary = _summary(history, kinds)
+  panels = {"Fisher trace (probe set)": [f"fisher_trace_{kind}" for kind in kinds]}
+  labels = {"fisher_trace_empirical": "empirical Fisher", "fisher_trace_true": "true Fisher",
+            "train_accuracy": "train (epoch mean)", "test_accuracy": "test"}
+  if config.fisher.per_layer:
+    # The second panel: per-layer traces of the true Fisher (else of the one kind measured).
+    kind = "true" if "true" in kinds else kinds[0]
+    layers = sorted(name for name in history[0] if name.startswith(f"fisher_trace_{kind}/"))
+    panels[f"{kind} Fisher trace per layer"] = layers
+    labels.update({name: name.split("/", 1)[1] for name in layers})
+  panels["accuracy"] = ["train_accuracy", "test_accuracy"]
   io.plot_metrics(
-      history, os.path.join(workdir, PLOT_FILE),
-      panels={"Fisher trace (probe set)": [f"fisher_trace_{kind}" for kind in kinds],
-              "accuracy": ["train_accuracy", "test_accuracy"]},
-      log_scale=["Fisher trace (probe set)"],
-      labels={"fisher_trace_empirical": "empirical Fisher", "fisher_trace_true": "true Fisher",
-              "train_accuracy": "train (epoch mean)", "test_accuracy": "test"},
+      history, os.path.join(workdir, PLOT_FILE), panels=panels,
+      log_scale=[name for name in panels if name != "accuracy"], labels=labels,
       title=f"Information in the weights: {config.model} on {config.dataset}")
   with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
     f.write(_summary_text(config, summary, kinds))
