@@ -29,12 +29,14 @@ rerun resumes at the deficit and epoch it was in, with the same metrics as an un
 """
 
 import os
+import sys
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
 from infojax import config as config_lib
 from infojax import fisher
@@ -195,7 +197,9 @@ def _run_deficit(config, kind, runs, setup, workdir, records):
       done = _records(kind, runs, 0, measure(state.params, probe, *test_split))
     arrays = parallel.replicate(tuple(np.asarray(a, np.int32) for a in (
         runs.start, runs.stop, runs.end, runs.seed)), mesh)
-    for epoch in range(first, num_epochs + 1):
+    # Progress on stderr (process 0; tqdm hides it when stderr is not a terminal).
+    for epoch in tqdm.trange(first, num_epochs + 1, desc=f"{kind} sweep", file=sys.stderr,
+                             leave=False, disable=None if io.is_primary_process() else True):
       state, losses = train_epoch(state, np.int32(epoch - 1), *arrays, *train_split)
       losses = np.asarray(losses)
       running = runs.end >= epoch
