@@ -1,6 +1,15 @@
 """Validation helpers shared across the library."""
 
 import jax
+import numpy as np
+
+
+def host_value(x):
+  """``x`` as a NumPy array when its value is known (not traced), else ``None``.
+
+  Checks run on the host copy: inside a trace even operations on constants return tracers.
+  """
+  return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
 
 def is_concrete(tree) -> bool:

@@ -26,20 +26,14 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
+from infojax._validation import host_value
+
 _LOG_2 = math.log(2.0)
 
 
 # ----------------------------------------------------------------------------------------------
 # Validation.
 # ----------------------------------------------------------------------------------------------
-
-
-def _host_value(x):
-  """``x`` as a NumPy array when its value is known (not traced), else ``None``.
-
-  Checks run on the host copy: inside a trace even operations on constants return tracers.
-  """
-  return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
 
 def _as_float_array(x) -> jax.Array:
@@ -60,7 +54,7 @@ def _check_probabilities(name, p, *, event_axes) -> jax.Array:
     raise ValueError(
         f"{name} must have at least {len(event_axes)} axis(es) (the distribution's outcomes); "
         f"got shape {p.shape}.")
-  value = _host_value(p)
+  value = host_value(p)
   if value is not None and value.size:
     value = value.astype(np.float64)
     if np.any(np.isnan(value)):
@@ -78,7 +72,7 @@ def _check_probabilities(name, p, *, event_axes) -> jax.Array:
 
 def _check_unit_interval(name, p) -> jax.Array:
   p = _as_float_array(p)
-  value = _host_value(p)
+  value = host_value(p)
   if value is not None and value.size and not np.all((value >= 0) & (value <= 1)):
     raise ValueError(f"{name} must lie in [0, 1]; got values in [{value.min()}, {value.max()}].")
   return p
@@ -86,7 +80,7 @@ def _check_unit_interval(name, p) -> jax.Array:
 
 def _check_positive(name, x) -> jax.Array:
   x = _as_float_array(x)
-  value = _host_value(x)
+  value = host_value(x)
   if value is not None and value.size and not np.all(value > 0):
     raise ValueError(f"{name} must be positive (a variance); got a minimum of {value.min()}.")
   return x
@@ -333,7 +327,7 @@ def gaussian_kl_full(mean_q, cov_q, mean_p, cov_p) -> jax.Array:
           f"got mean_q {mean_q.shape}, mean_{name} {mean.shape}, cov_{name} {cov.shape}.")
   divergence, factorised = _gaussian_kl_full(mean_q, cov_q, mean_p, cov_p)
   for name, ok in zip(("cov_q", "cov_p"), factorised):
-    value = _host_value(ok)
+    value = host_value(ok)
     if value is not None and not bool(value):
       raise ValueError(f"gaussian_kl_full: {name} must be symmetric positive definite.")
   return divergence

@@ -2,7 +2,8 @@
 
 Usage: python _distributed_worker.py OUT_FILE  (with JAX_COORDINATOR_ADDRESS, INFOJAX_NUM_PROCESSES,
 INFOJAX_PROCESS_ID and XLA_FLAGS set by the caller). Computes the Fisher diagonal of a fixed model
-on a global batch whose halves live in different processes, and writes it (process 0 only) as .npz.
+on a global batch whose halves live in different processes, and its Task2Vec embedding, and writes
+them (process 0 only) as .npz.
 """
 
 import sys
@@ -39,6 +40,9 @@ def main(out_file):
     # Replicated outputs are fully addressable on every process.
     for path, leaf in jax.tree_util.tree_leaves_with_path(diagonal):
       results[f"{kind}{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
+  # The Task2Vec embedding (exact Fisher; class_balanced=False, as the labels are traced).
+  results["task2vec"] = np.asarray(jax.jit(lambda p, b: ij.tasks.task2vec.embedding(
+      apply_fn, p, b, likelihood=likelihood, class_balanced=False).hessian)(params, batch))
   if ij.parallel.is_main_process():
     np.savez(out_file, process_count=info.process_count, device_count=info.device_count,
              **results)

@@ -83,7 +83,8 @@ def test_fisher_on_a_sharded_global_batch_equals_one_device(axis_type):
 
 @pytest.mark.slow
 def test_two_processes_on_localhost_give_the_single_process_fisher(tmp_path):
-  """A real 2-process run (jax.distributed over 127.0.0.1), 4 CPU devices per process."""
+  """A real 2-process run (jax.distributed over 127.0.0.1), 4 CPU devices per process; the same
+  processes compute the Task2Vec embedding too."""
   out_file = tmp_path / "fisher.npz"
   worker = os.path.join(os.path.dirname(__file__), "_distributed_worker.py")
   _multiprocess.run_processes([sys.executable, worker, str(out_file)], num_processes=2,
@@ -98,6 +99,9 @@ def test_two_processes_on_localhost_give_the_single_process_fisher(tmp_path):
     for path, leaf in jax.tree_util.tree_leaves_with_path(expected):
       np.testing.assert_allclose(result[f"{kind}{jax.tree_util.keystr(path)}"], leaf, rtol=2e-5,
                                  atol=1e-7)
+  expected = ij.tasks.task2vec.embedding(apply_fn, params, (inputs, targets), likelihood=lik,
+                                         class_balanced=False)
+  np.testing.assert_allclose(result["task2vec"], expected.hessian, rtol=2e-5, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,7 +235,8 @@ def _smoke_config(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pac_bayes_bound", "random_labels", "structure_function",
-                                  "bias_variance", "fisher_vs_batch", "sgd_noise"])
+                                  "bias_variance", "fisher_vs_batch", "sgd_noise",
+                                  "critical_periods"])
 def test_small_experiments_on_two_processes_equal_one_process(tmp_path, name):
   """Each process runs the small full-batch experiment whole; process 0 writes the same records."""
   experiment = importlib.import_module(f"infojax.experiments.{name}")

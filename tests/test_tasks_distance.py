@@ -208,6 +208,26 @@ def test_jit_matches_eager_in_float32():
     assert eager > 0
 
 
+def test_vmap_over_beta_matches_eager(x64):
+  tasks = distance.linear_gaussian_tasks(np.stack([_direction(4), _direction(4, 45.0)]),
+                                         np.array([20.0, 50.0]))
+  curvature_12 = distance.joint_curvature(*tasks.curvature)
+  betas = np.array([0.3, 1.0, 3.0])
+  for first, joint in ((tasks.curvature[0], curvature_12),
+                       (jnp.diagonal(tasks.curvature[0]), jnp.diagonal(curvature_12))):
+
+    def at(beta, first=first, joint=joint):
+      mean_1 = distance.linear_gaussian_posterior_mean(tasks.curvature[0], tasks.correlation[0],
+                                                       beta=beta, prior_variance=9.0)
+      mean_12 = distance.linear_gaussian_posterior_mean(
+          curvature_12, jnp.sum(tasks.correlation, 0), beta=beta, prior_variance=9.0)
+      return distance.task_distance(first, mean_1, joint, mean_12, beta=beta, prior_variance=9.0)
+
+    vmapped = jax.vmap(at)(betas)
+    np.testing.assert_allclose(vmapped, [at(beta) for beta in betas], rtol=1e-12)
+    assert np.all(np.diff(vmapped) < 0)   # a larger beta keeps less information
+
+
 def test_bad_inputs():
   params = jnp.zeros(3)
   options = dict(beta=1.0, prior_variance=1.0)

@@ -11,6 +11,7 @@ import pytest
 
 import infojax.likelihoods as likelihoods
 from infojax.tasks import task2vec
+from infojax.weights import posterior
 
 KINDS = task2vec.DISTANCES
 SYMMETRIC = tuple(k for k in KINDS if k != "asymmetric_kl")
@@ -22,6 +23,7 @@ NAMED = {
     "asymmetric_kl": task2vec.asymmetric_kl,
     "jsd": task2vec.jsd,
     "correlation": task2vec.correlation_distance,
+    "entropy": task2vec.entropy_distance,
 }
 
 
@@ -63,8 +65,24 @@ def reference_distance(kind, ha, sa, hb, sb):
       mix = 0.5 * (var_a[j] + var_b[j])
       total += 0.5 * (_loop_kl(var_a[j], mix) + _loop_kl(var_b[j], mix))
     return total / d
-  mean_a, mean_b = sum(var_a) / d, sum(var_b) / d
-  return _loop_cosine([x - mean_a for x in var_a], [x - mean_b for x in var_b])
+  if kind == "correlation":
+    mean_a, mean_b = sum(var_a) / d, sum(var_b) / d
+    return _loop_cosine([x - mean_a for x in var_a], [x - mean_b for x in var_b])
+  assert kind == "entropy"
+  return _loop_entropy(ha, hb)
+
+
+def _loop_entropy(ha, hb):
+  """log 2 - the mean binary entropy of a_j/(a_j + b_j), over the coordinates with a_j + b_j > 0."""
+  total, count = 0.0, 0
+  for x, y in zip(ha, hb):
+    if x + y == 0:
+      continue
+    p = x / (x + y)
+    entropy = sum(-q * math.log(q) for q in (p, 1.0 - p) if q > 0)
+    total += math.log(2.0) - entropy
+    count += 1
+  return total / count
 
 
 def _random_embedding(rng, d=50):
@@ -341,8 +359,14 @@ def test_embedding_errors():
 
   with pytest.raises(ValueError, match="method must be one of"):
     call(method="laplace")
-  with pytest.raises(NotImplementedError, match="issue 13"):
+  with pytest.raises(ValueError, match="needs a PRNG key"):
     call(method="variational")
+  with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+    call(method="variational", key=jax.random.key(0), num_steps=0)
+  with pytest.raises(ValueError, match="beta must be a positive finite number"):
+    call(method="variational", key=jax.random.key(0), beta=-1.0)
+  with pytest.raises(ValueError, match="batch_size must be None or a positive integer"):
+    call(method="variational", key=jax.random.key(0), batch_size=0)
   with pytest.raises(ValueError, match="needs a PRNG key"):
     call(method="mc")
   with pytest.raises(ValueError, match="batch_size"):
@@ -401,3 +425,290 @@ def test_fit_head_matches_float64_adam(x64):
     np.testing.assert_allclose(got[name], w[name], rtol=1e-9, atol=1e-12)
   with pytest.raises(ValueError, match="batch_size must be an integer in"):
     task2vec.fit_head(head, init, features, labels, key=key, batch_size=11)
+
+
+# ----------------------------------------------------------------------------------------------
+# The official code's entropy distance and normalised embeddings.
+# ----------------------------------------------------------------------------------------------
+
+
+def test_entropy_distance_skips_empty_coordinates_and_spans_zero_to_log_two(x64):
+  rng = np.random.default_rng(7)
+  a, b = rng.gamma(2.0, size=12), rng.gamma(2.0, size=12)
+  a[[2, 5]] = 0.0
+  b[[5, 9]] = 0.0   # coordinate 5 is 0/0: left out; 2 and 9 are carried by one task alone
+  want = _loop_entropy(list(a), list(b))
+  np.testing.assert_allclose(task2vec.entropy_distance(a, b), want, rtol=1e-12)
+  np.testing.assert_allclose(task2vec.entropy_distance(b, a), want, rtol=1e-12)
+  assert 0.0 < want < math.log(2.0)
+  disjoint = task2vec.entropy_distance(np.array([1.0, 0.0, 3.0]), np.array([0.0, 2.0, 0.0]))
+  np.testing.assert_allclose(disjoint, math.log(2.0), rtol=1e-12)
+  # Not blind to a rescaling: the shares move away from 1/2.
+  assert float(task2vec.entropy_distance(a, 3.0 * a)) > 0.1
+  jitted = jax.jit(jax.vmap(task2vec.entropy_distance, in_axes=(0, None)))(np.stack([a, b]), b)
+  np.testing.assert_allclose(jitted, [want, 0.0], rtol=1e-12, atol=1e-15)
+
+
+def test_normalized_embeddings_divide_by_the_rms_across_tasks(x64):
+  rng = np.random.default_rng(8)
+  hessians = rng.gamma(2.0, size=(4, 6))
+  hessians[:, 3] = 0.0   # a coordinate zero in every task stays zero
+  rms = [math.sqrt(sum(hessians[t, j] ** 2 for t in range(4)) / 4) for j in range(6)]
+  want = [[hessians[t, j] / rms[j] if rms[j] > 0 else 0.0 for j in range(6)] for t in range(4)]
+  scales = rng.uniform(0.5, 2.0, size=(4, 6))
+  for embeddings in (hessians, task2vec.Embedding(hessians, scales)):
+    normalized, normalization = task2vec.normalized_embeddings(embeddings)
+    np.testing.assert_allclose(normalized, want, rtol=1e-12)
+    np.testing.assert_allclose(normalization, rms, rtol=1e-12)
+  # The same divisors applied to other tasks, under jit.
+  others = rng.gamma(2.0, size=(2, 6))
+  divisors = np.asarray(rms)
+  divisors[3] = 1.0
+  applied, _ = jax.jit(task2vec.normalized_embeddings)(others, divisors)
+  np.testing.assert_allclose(applied, others / divisors[None], rtol=1e-12)
+  with pytest.raises(ValueError, match=r"normalization must have shape \(6,\)"):
+    task2vec.normalized_embeddings(hessians, np.ones(5))
+  with pytest.raises(ValueError, match="normalization must be positive"):
+    task2vec.normalized_embeddings(hessians, np.zeros(6))
+  with pytest.raises(ValueError, match=r"embeddings\[0\]: .*non-negative"):
+    task2vec.normalized_embeddings(-hessians)
+
+
+# ----------------------------------------------------------------------------------------------
+# The variational ("robust") Fisher.
+# ----------------------------------------------------------------------------------------------
+
+
+def _np_variational_optimum(weights_by_leaf, curvature_by_leaf, beta):
+  """The optimum of E_Q[mean NLL] + beta * 2 KL for a quadratic loss, in float64 numpy.
+
+  With E_Q L = L(w) + 1/2 sum_i H_ii sigma_i^2 (exact for a quadratic), the stationarity
+  conditions are 1/sigma_j^2 = mean_{i in filter j} H_ii / (2 beta) + 1/lambda^2 and
+  lambda^2 = (||w||^2 + sum_i sigma_i^2) / k; lambda^2 is the root of the increasing function
+  k lambda^2 - ||w||^2 - sum_j n_j / (a_j + 1/lambda^2), found by bisection.
+  Returns per leaf (1/sigma_j^2 per filter, 1/lambda^2).
+  """
+  result = []
+  for w, h in zip(weights_by_leaf, curvature_by_leaf):
+    filters = w.shape[-1]
+    per_filter = w.size // filters
+    a = [sum(h.reshape(-1, filters)[i, j] for i in range(per_filter)) / per_filter / (2 * beta)
+         for j in range(filters)]
+    norm = float(np.sum(w * w))
+    low, high = 1e-12, 1e12
+    for _ in range(400):
+      middle = math.sqrt(low * high)
+      value = w.size * middle - norm - sum(per_filter / (aj + 1.0 / middle) for aj in a)
+      low, high = (middle, high) if value < 0 else (low, middle)
+    lam2 = math.sqrt(low * high)
+    result.append((np.array([aj + 1.0 / lam2 for aj in a]), 1.0 / lam2))
+  return result
+
+
+def test_variational_fisher_reaches_the_closed_form_optimum_of_a_quadratic_loss(x64):
+  """A linear model with a Gaussian likelihood: the loss is exactly quadratic in the weights."""
+  rng = np.random.default_rng(9)
+  n, d, c, noise, beta = 20, 3, 2, 0.5, 1.0
+  inputs = rng.normal(size=(n, d)) * np.array([0.5, 1.0, 2.0])[None]
+  params = {"kernel": rng.normal(size=(d, c)), "bias": rng.normal(size=(c,))}
+  targets = inputs @ params["kernel"] + params["bias"][None]   # the weights are the LS minimum
+  weights = rng.uniform(0.5, 1.5, size=n)
+  weights /= weights.sum()
+
+  def apply_fn(p, x):
+    return x @ p["kernel"] + p["bias"][None]
+
+  # Hessian diagonal of the weighted mean NLL sum_n w_n |y_n - f(x_n)|^2 / (2 s^2), by loops.
+  h_kernel, h_bias = np.zeros((d, c)), np.zeros(c)
+  for m in range(n):
+    for i in range(d):
+      for k in range(c):
+        h_kernel[i, k] += weights[m] * inputs[m, i] ** 2 / noise ** 2
+    h_bias += weights[m] / noise ** 2
+  (bias_h, bias_s), (kernel_h, kernel_s) = _np_variational_optimum(
+      [params["bias"], params["kernel"]], [h_bias, h_kernel], beta)
+  want_hessian = np.concatenate([bias_h, kernel_h])   # leaves: bias, kernel
+  want_scale = np.array([bias_s] * c + [kernel_s] * c)
+  # beta is large enough for the prior's 1/lambda^2 to be a sizeable part of 1/sigma^2.
+  assert np.all(want_scale > 0.1 * want_hessian), want_scale / want_hessian
+
+  fit = task2vec.variational_fisher(apply_fn, params, likelihood=likelihoods.gaussian(noise),
+                                    beta=beta)
+  data = (inputs, targets, weights)
+
+  def run(key):
+    """20 snapshots, 50 steps apart, after 1,500 steps."""
+    state, metrics = posterior.fit(fit.update, fit.init(key), data, num_steps=1500)
+
+    def chunk(state, _):
+      state, _ = posterior.fit(fit.update, state, data, num_steps=50)
+      return state, fit.embedding(state)
+
+    return jax.lax.scan(chunk, state, None, length=20)[1], metrics["objective"]
+
+  runs = 32
+  snapshots, objective = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(4), runs))
+  assert np.mean(objective[:, -100:]) < np.mean(objective[:, :10])
+  # The iterates jitter around the optimum (one weight draw per step, Adam's constant step); in
+  # log space (the fitted variables are logs, and a mean of exp(-log sigma^2) would carry the
+  # jitter's Jensen bias) the mean agrees within 5 standard errors (from the spread of the runs'
+  # means, which are independent), themselves under 1%. (At this learning rate the runs sit about
+  # 0.5% above the optimum, Adam's stationary bias under the sampling noise; at lr 2e-3 it is
+  # gone, within 0.3% standard errors.)
+  for got, want in ((snapshots.hessian, want_hessian), (snapshots.scale, want_scale)):
+    run_means = np.mean(np.log(got), axis=1)
+    standard_error = np.std(run_means, axis=0, ddof=1) / np.sqrt(runs)
+    assert np.all(standard_error < 0.01)
+    assert np.all(np.abs(np.mean(run_means, axis=0) - np.log(want)) < 5 * standard_error), (
+        np.exp(np.mean(run_means, axis=0)), want)
+  # The initial noise is far from it: the fit moved the variances.
+  initial = fit.embedding(fit.init(jax.random.key(0)))
+  assert np.all(np.abs(initial.hessian - want_hessian) > 0.5 * want_hessian)
+
+
+def test_variational_initialisation_is_the_official_one(x64):
+  rng = np.random.default_rng(10)
+  params = {"conv": rng.normal(size=(2, 2, 3, 4)), "bias": rng.normal(size=(4,)),
+            "scalar": np.float64(0.7)}
+
+  def apply_fn(p, x):
+    return x @ jnp.reshape(p["conv"], (12, 4)) + p["bias"][None] * p["scalar"]
+
+  fit = task2vec.variational_fisher(apply_fn, params, likelihood=likelihoods.categorical())
+  initial = fit.embedding(fit.init(jax.random.key(0)))
+  want_h, want_s = [], []
+  for name in ("bias", "conv", "scalar"):   # jax.tree.leaves order
+    w = np.asarray(params[name], float)
+    second_moment = float(np.mean(w * w))
+    if w.ndim >= 2:
+      columns = w.reshape(-1, w.shape[-1])
+      per_filter = []
+      for j in range(columns.shape[1]):
+        mean = sum(columns[:, j]) / columns.shape[0]
+        per_filter.append(sum((v - mean) ** 2 for v in columns[:, j]) / (columns.shape[0] - 1))
+    else:
+      per_filter = [second_moment] * max(w.size, 1)   # one weight per filter: the leaf's w^2
+    want_h += [1.0 / (0.05 * v + 1e-8) for v in per_filter]
+    want_s += [1.0 / (second_moment + 1e-8)] * len(per_filter)
+  np.testing.assert_allclose(initial.hessian, want_h, rtol=1e-10)
+  np.testing.assert_allclose(initial.scale, want_s, rtol=1e-10)
+
+
+def _mlp_task():
+  """A tanh MLP whose filters' Fisher is set by the head's rows (spread over two decades), while
+  the initial variational noise is set by the hidden kernel's columns (drawn alike): the two are
+  unrelated, so a fit that ranks the filters as the Fisher does has learned it."""
+  rng = np.random.default_rng(11)
+  n, d, width = 128, 6, 12
+  inputs = rng.normal(size=(n, d)).astype(np.float32)
+  params = {
+      "hidden": {"kernel": (0.6 * rng.normal(size=(d, width))).astype(np.float32),
+                 "bias": np.zeros(width, np.float32)},
+      "head": {"kernel": (rng.normal(size=(width, NUM_CLASSES))
+                          * np.geomspace(0.1, 2.0, width)[rng.permutation(width), None]).astype(
+                              np.float32),
+               "bias": np.zeros(NUM_CLASSES, np.float32)},
+  }
+  logits = np.asarray(mlp_apply(params, inputs))
+  labels = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1).astype(np.int32)
+  return params, inputs, labels
+
+
+def _ranks(values):
+  order = np.argsort(values)
+  ranks = np.empty(len(values))
+  ranks[order] = np.arange(len(values))
+  return ranks
+
+
+def test_variational_embedding_grows_with_the_exact_fisher():
+  """On a tanh MLP, the fitted 1/sigma^2 ranks the filters as the exact Fisher does."""
+  params, inputs, labels = _mlp_task()
+  lik = likelihoods.categorical()
+
+  def kernel_only(path):
+    return path == "hidden/kernel"
+
+  def rank_correlation(a, b):   # Spearman's
+    return np.corrcoef(_ranks(np.asarray(a)), _ranks(np.asarray(b)))[0, 1]
+
+  options = dict(likelihood=lik, trainable=kernel_only, class_balanced=False)
+  exact = task2vec.embedding(mlp_apply, params, (inputs, labels), **options)
+  # Minibatches of 32 examples drawn with replacement.
+  got = task2vec.embedding(mlp_apply, params, (inputs, labels), method="variational", beta=1e-3,
+                           num_steps=300, batch_size=32, key=jax.random.key(0), **options)
+  fit = task2vec.variational_fisher(mlp_apply, params, likelihood=lik, trainable=kernel_only)
+  initial = fit.embedding(fit.init(jax.random.key(0)))
+  assert got.hessian.shape == exact.hessian.shape == (12,)
+  assert np.max(exact.hessian) > 30 * np.min(exact.hessian)
+  assert rank_correlation(exact.hessian, initial.hessian) < 0.5   # the start knows nothing
+  assert rank_correlation(exact.hessian, got.hessian) > 0.9
+  assert np.all(np.asarray(got.hessian) > np.asarray(got.scale))
+
+
+def test_variational_embedding_weights_each_class_equally():
+  """Through `embedding`, class_balanced weights the NLL by 1/(C n_c): the same fit as by hand."""
+  params, inputs, labels = _make_task()   # classes of 3, 2 and 2 examples
+  lik = likelihoods.categorical()
+  options = dict(likelihood=lik, method="variational", trainable=["hidden"], beta=1e-2,
+                 num_steps=5, key=jax.random.key(6))
+  balanced = task2vec.embedding(mlp_apply, params, (inputs, labels), **options)
+  plain = task2vec.embedding(mlp_apply, params, (inputs, labels), class_balanced=False, **options)
+  fit = task2vec.variational_fisher(mlp_apply, params, likelihood=lik, trainable=["hidden"],
+                                    beta=1e-2)
+  for embedded, weights in ((balanced, _balanced_weights(labels)), (plain, np.full(7, 1 / 7))):
+    state, _ = posterior.fit(fit.update, fit.init(jax.random.key(6)), (inputs, labels, weights),
+                             num_steps=5)
+    # The same compiled program on the same float32 inputs.
+    np.testing.assert_allclose(embedded.hessian, fit.embedding(state).hessian, rtol=1e-6)
+  assert np.max(np.abs(balanced.hessian - plain.hessian)) > 1e-6 * np.max(plain.hessian)
+  # jit (class_balanced=False: traced labels) and vmap over the key.
+  keys = jax.random.split(jax.random.key(7), 2)
+  options.pop("key")
+  batched = jax.jit(jax.vmap(lambda key: task2vec.embedding(
+      mlp_apply, params, (inputs, labels), class_balanced=False, key=key, **options).hessian))(keys)
+  np.testing.assert_allclose(batched[0], task2vec.embedding(
+      mlp_apply, params, (inputs, labels), class_balanced=False, key=keys[0], **options).hessian,
+                             rtol=1e-5)
+  assert np.max(np.abs(batched[1] - batched[0])) > 0   # another key, another noise sequence
+
+
+# ----------------------------------------------------------------------------------------------
+# A batch sharded over 8 devices gives the single-device embedding.
+# ----------------------------------------------------------------------------------------------
+
+
+def _sharded_task(axis_type):
+  """16 examples of the MLP task with unequal classes (6, 5, 5), and the batch on 8 devices."""
+  params, inputs, _ = _mlp_task()
+  inputs = inputs[:16]
+  labels = np.random.default_rng(12).permutation([0] * 6 + [1] * 5 + [2] * 5).astype(np.int32)
+  mesh = jax.make_mesh((8,), ("batch",), axis_types=(axis_type,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+  sharded = (jax.device_put(inputs, sharding), jax.device_put(labels, sharding))
+  assert len(sharded[0].addressable_shards) == 8
+  return params, (inputs, labels), sharded, mesh
+
+
+def test_sharded_batch_gives_the_single_device_exact_embedding():
+  """Eager and class-balanced (the per-class route, which gathers each class on the host and so
+  reuses the single-device compilations), on an Auto mesh: ij.fisher's eager input checks index
+  single examples, which an Explicit-sharded batch refuses."""
+  params, data, sharded, mesh = _sharded_task(jax.sharding.AxisType.Auto)
+  options = dict(likelihood=likelihoods.categorical(), trainable=["hidden"])
+  expected = task2vec.embedding(mlp_apply, params, data, **options)
+  with jax.set_mesh(mesh):
+    got = task2vec.embedding(mlp_apply, params, sharded, **options)
+  np.testing.assert_allclose(got.hessian, expected.hessian, rtol=2e-5, atol=1e-7)
+
+
+def test_sharded_batch_gives_the_single_device_mc_embedding_under_jit():
+  """Jitted on an Explicit mesh (class_balanced=False: the labels are traced)."""
+  params, data, sharded, mesh = _sharded_task(jax.sharding.AxisType.Explicit)
+  options = dict(likelihood=likelihoods.categorical(), method="mc", trainable=["hidden"],
+                 key=jax.random.key(5), mc_samples=4, class_balanced=False)
+  expected = task2vec.embedding(mlp_apply, params, data, **options)
+  with jax.set_mesh(mesh):
+    got = jax.jit(lambda p, batch: task2vec.embedding(mlp_apply, p, batch, **options).hessian)(
+        params, sharded)
+  np.testing.assert_allclose(got, expected.hessian, rtol=2e-5, atol=1e-7)

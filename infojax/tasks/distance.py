@@ -49,11 +49,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import flatten_util
 
+from infojax._validation import host_value
 from infojax.weights import posterior
-from infojax.weights.posterior import _check_like
-from infojax.weights.posterior import _host_value
-from infojax.weights.posterior import _positive_scalar
-from infojax.weights.posterior import _prior_mean_tree
+from infojax.weights.posterior import check_like
+from infojax.weights.posterior import positive_scalar
+from infojax.weights.posterior import prior_mean_tree
 
 
 class LinearGaussianTasks(NamedTuple):
@@ -97,7 +97,7 @@ def _is_dense(curvature, params) -> bool:
 
 
 def _check_symmetric(curvature: jax.Array, tolerance: float) -> None:
-  host = _host_value(curvature)
+  host = host_value(curvature)
   if host is None:
     return
   asymmetry = np.max(np.abs(host - host.T), initial=0.0)
@@ -128,9 +128,9 @@ def dense_gaussian_information(curvature, params, *, beta, prior_variance, prior
 
   Cost: one symmetric eigendecomposition, ``O(P^3)`` time, ``O(P^2)`` memory.
   """
-  beta = _positive_scalar("beta", beta)
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
-  prior_mean = _prior_mean_tree(prior_mean, params)
+  beta = positive_scalar("beta", beta)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
+  prior_mean = prior_mean_tree(prior_mean, params)
   flat_params, _ = flatten_util.ravel_pytree(params)
   flat_prior_mean, _ = flatten_util.ravel_pytree(prior_mean)
   curvature = jnp.asarray(curvature)
@@ -144,7 +144,7 @@ def dense_gaussian_information(curvature, params, *, beta, prior_variance, prior
   _check_symmetric(curvature, tolerance)
   value, smallest, largest = _dense_information(curvature, flat_params, flat_prior_mean, beta,
                                                 prior_variance)
-  smallest, largest = _host_value(smallest), _host_value(largest)
+  smallest, largest = host_value(smallest), host_value(largest)
   if smallest is not None and smallest < -tolerance * largest:
     raise ValueError(
         f"curvature must be positive semi-definite (a Fisher, or a Hessian at a minimum); its "
@@ -211,7 +211,7 @@ def joint_curvature(*curvatures):
   if not curvatures:
     raise ValueError("joint_curvature needs at least one curvature.")
   for index, curvature in enumerate(curvatures[1:], start=1):
-    _check_like(f"curvatures[{index}]", curvature, "curvatures[0]", curvatures[0])
+    check_like(f"curvatures[{index}]", curvature, "curvatures[0]", curvatures[0])
   return functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b), curvatures)
 
 
@@ -241,7 +241,7 @@ def task_distance(curvature_first, params_first, curvature_joint, params_joint, 
 
   Cost: two `task_information` evaluations.
   """
-  _check_like("params_joint", params_joint, "params_first", params_first)
+  check_like("params_joint", params_joint, "params_first", params_first)
   joint = task_information(curvature_joint, params_joint, beta=beta, prior_variance=prior_variance,
                            prior_mean=prior_mean)
   first = task_information(curvature_first, params_first, beta=beta, prior_variance=prior_variance,
@@ -286,10 +286,10 @@ def linear_gaussian_tasks(task_weights, num_examples, *, noise_variance=1.0) -> 
   if num_examples.shape != task_weights.shape[:1]:
     raise ValueError(f"num_examples must have shape ({task_weights.shape[0]},), one count per "
                      f"task; got {num_examples.shape}.")
-  host = _host_value(num_examples)
+  host = host_value(num_examples)
   if host is not None and not np.all(host > 0):
     raise ValueError(f"num_examples must be positive; got {host}.")
-  noise_variance = _positive_scalar("noise_variance", noise_variance)
+  noise_variance = positive_scalar("noise_variance", noise_variance)
   return _linear_gaussian_tasks(task_weights, num_examples, noise_variance)
 
 
@@ -329,8 +329,8 @@ def linear_gaussian_posterior_mean(curvature, correlation, *, beta, prior_varian
 
   Cost: one Cholesky factorisation, ``O(P^3)``.
   """
-  beta = _positive_scalar("beta", beta)
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
+  beta = positive_scalar("beta", beta)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
   curvature = jnp.asarray(curvature)
   correlation = jnp.asarray(correlation)
   if correlation.ndim != 1 or curvature.shape != correlation.shape * 2:

@@ -39,8 +39,8 @@ import numpy as np
 import optax
 
 from infojax import info
+from infojax._validation import host_value
 from infojax.weights import posterior as posterior_lib
-from infojax.weights.posterior import _host_value
 
 _BISECTION_STEPS = 64  # [q, 1] shrinks to 2**-64 < float64 resolution
 
@@ -58,7 +58,7 @@ def _float(x) -> jax.Array:
 def _check(name, x, condition, requirement) -> jax.Array:
   """Converts ``x`` to a float array; raises unless ``condition(host value)`` holds everywhere."""
   x = _float(x)
-  host = _host_value(x)
+  host = host_value(x)
   if host is not None and host.size and not np.all(condition(host)):
     raise ValueError(f"{name} must {requirement}; got values in [{host.min()}, {host.max()}].")
   return x
@@ -77,7 +77,7 @@ def _confidence(name, delta) -> jax.Array:
 
 
 def _count(name, value, minimum=1):
-  host = _host_value(value)
+  host = host_value(value)
   if host is not None and (isinstance(value, bool) or host.ndim or int(host) != host
                            or host < minimum):
     raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")

@@ -43,6 +43,7 @@ import numpy as np
 import optax
 
 from infojax import info
+from infojax._validation import host_value
 
 REDUCTIONS = ("mean", "sum")
 
@@ -53,32 +54,44 @@ PenaltyFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 # ----------------------------------------------------------------------------------------------
-# Validation helpers.
+# Validation helpers (public: `infojax.tasks.distance` validates its arguments with them).
 # ----------------------------------------------------------------------------------------------
 
 
-def _host_value(x):
-  """``x`` as a NumPy array when its value is known (not traced), else ``None``.
+def positive_scalar(name: str, value) -> jax.Array:
+  """``value`` as a floating scalar array, checked to be positive when it is concrete.
 
-  Checks run on the host copy: inside a trace even operations on constants return tracers.
+  Args:
+    name: the argument's name, for the error message.
+    value: a number or a 0-d array (a tracer is accepted and not checked).
+
+  Returns:
+    A 0-d floating array (integers are cast to the default float dtype).
+
+  Raises:
+    ValueError: if ``value`` is not a scalar, or is concrete and not ``> 0``.
   """
-  return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
-
-
-def _positive_scalar(name: str, value) -> jax.Array:
   value = jnp.asarray(value)
   if value.ndim != 0:
     raise ValueError(f"{name} must be a scalar; got shape {value.shape}.")
   if not jnp.issubdtype(value.dtype, jnp.floating):
     value = value.astype(jnp.result_type(float))
-  host = _host_value(value)
+  host = host_value(value)
   if host is not None and not host > 0:
     raise ValueError(f"{name} must be positive; got {host}.")
   return value
 
 
-def _check_like(name: str, tree, reference_name: str, reference) -> None:
-  """Checks that ``tree`` has the structure and leaf shapes of ``reference``."""
+def check_like(name: str, tree, reference_name: str, reference) -> None:
+  """Checks that ``tree`` has the structure and leaf shapes of ``reference``.
+
+  Args:
+    name, reference_name: the two arguments' names, for the error message.
+    tree, reference: pytrees of arrays.
+
+  Raises:
+    ValueError: naming the first leaf whose shape differs, or the two structures.
+  """
   if jax.tree.structure(tree) != jax.tree.structure(reference):
     raise ValueError(
         f"{name} must have the pytree structure of {reference_name}; got "
@@ -94,9 +107,9 @@ def _check_like(name: str, tree, reference_name: str, reference) -> None:
 def _check_curvature(curvature, params=None) -> None:
   """Checks that ``curvature`` is non-negative (when concrete) and shaped like ``params``."""
   if params is not None:
-    _check_like("curvature", curvature, "params", params)
+    check_like("curvature", curvature, "params", params)
   for path, leaf in jax.tree_util.tree_leaves_with_path(curvature):
-    host = _host_value(leaf)
+    host = host_value(leaf)
     if host is not None and host.size and not np.all(host >= 0):
       raise ValueError(
           f"curvature must be non-negative (a Fisher diagonal, or a Hessian diagonal at a "
@@ -104,11 +117,20 @@ def _check_curvature(curvature, params=None) -> None:
           f"has minimum {host.min()}.")
 
 
-def _prior_mean_tree(prior_mean, params):
-  """The prior mean as a pytree like ``params`` (zeros when ``None``)."""
+def prior_mean_tree(prior_mean, params):
+  """The prior mean as a pytree like ``params``.
+
+  Args:
+    prior_mean: ``None`` (zeros) or a pytree with the structure and leaf shapes of ``params``
+      (checked by `check_like`).
+    params: the reference pytree.
+
+  Returns:
+    ``prior_mean``, or zeros like ``params``.
+  """
   if prior_mean is None:
     return jax.tree.map(jnp.zeros_like, params)
-  _check_like("prior_mean", prior_mean, "params", params)
+  check_like("prior_mean", prior_mean, "params", params)
   return prior_mean
 
 
@@ -232,8 +254,8 @@ def optimal_posterior_variance(curvature, *, beta, prior_variance, paper_convent
   Returns:
     A pytree like ``curvature``.
   """
-  beta = _positive_scalar("beta", beta)
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
+  beta = positive_scalar("beta", beta)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
   _check_curvature(curvature)
   scale = 2.0 if paper_convention else 1.0
   return _optimal_posterior_variance(curvature, beta, prior_variance, scale)
@@ -265,10 +287,10 @@ def information_per_weight(curvature, params, *, beta, prior_variance, prior_mea
     A pytree like ``params``; its total is `gaussian_information`. Aggregate with `sum_per_leaf`,
     `sum_per_filter` or ``ij.fisher.per_layer``.
   """
-  beta = _positive_scalar("beta", beta)
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
+  beta = positive_scalar("beta", beta)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
   _check_curvature(curvature, params)
-  prior_mean = _prior_mean_tree(prior_mean, params)
+  prior_mean = prior_mean_tree(prior_mean, params)
   return _information_per_weight(curvature, params, prior_mean, beta, prior_variance,
                                  paper_convention)
 
@@ -325,7 +347,7 @@ def expected_loss_quadratic(loss_at_minimum, curvature, posterior_variance):
   Returns:
     A scalar.
   """
-  _check_like("posterior_variance", posterior_variance, "curvature", curvature)
+  check_like("posterior_variance", posterior_variance, "curvature", curvature)
   return _expected_loss_quadratic(loss_at_minimum, curvature, posterior_variance)
 
 
@@ -351,10 +373,10 @@ def quadratic_lagrangian(loss_at_minimum, curvature, params, posterior_variance,
   Returns:
     A scalar.
   """
-  beta = _positive_scalar("beta", beta)
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
+  beta = positive_scalar("beta", beta)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
   _check_curvature(curvature, params)
-  _check_like("posterior_variance", posterior_variance, "params", params)
+  check_like("posterior_variance", posterior_variance, "params", params)
   posterior = gaussian_posterior(params, posterior_variance)
   kl = total(kl_per_weight(posterior, prior_variance=prior_variance, prior_mean=prior_mean))
   return expected_loss_quadratic(loss_at_minimum, curvature, posterior_variance) + beta * kl
@@ -374,10 +396,10 @@ def optimal_lagrangian(loss_at_minimum, curvature, params, *, beta, prior_varian
   Returns:
     A scalar.
   """
-  beta = _positive_scalar("beta", beta)
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
+  beta = positive_scalar("beta", beta)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
   _check_curvature(curvature, params)
-  prior_mean = _prior_mean_tree(prior_mean, params)
+  prior_mean = prior_mean_tree(prior_mean, params)
   return _optimal_lagrangian(loss_at_minimum, curvature, params, prior_mean, beta, prior_variance)
 
 
@@ -415,12 +437,12 @@ def gaussian_posterior(params, variance) -> GaussianPosterior:
     A `GaussianPosterior` with ``log_variance`` in the dtype of each leaf.
   """
   if jax.tree_util.treedef_is_leaf(jax.tree.structure(variance)) and jnp.ndim(variance) == 0:
-    variance = _positive_scalar("variance", variance)
+    variance = positive_scalar("variance", variance)
     log_variance = jax.tree.map(lambda w: jnp.full_like(w, jnp.log(variance)), params)
   else:
-    _check_like("variance", variance, "params", params)
+    check_like("variance", variance, "params", params)
     for leaf in jax.tree.leaves(variance):
-      host = _host_value(leaf)
+      host = host_value(leaf)
       if host is not None and not np.all(host > 0):
         raise ValueError(
             f"variance must be positive in every entry; got a minimum of {host.min()}.")
@@ -439,9 +461,9 @@ def kl_per_weight(posterior: GaussianPosterior, *, prior_variance, prior_mean=No
   Returns:
     A pytree like ``posterior.mean``; `total` gives ``KL(Q || P)``.
   """
-  prior_variance = _positive_scalar("prior_variance", prior_variance)
-  _check_like("posterior.log_variance", posterior.log_variance, "posterior.mean", posterior.mean)
-  prior_mean = _prior_mean_tree(prior_mean, posterior.mean)
+  prior_variance = positive_scalar("prior_variance", prior_variance)
+  check_like("posterior.log_variance", posterior.log_variance, "posterior.mean", posterior.mean)
+  prior_mean = prior_mean_tree(prior_mean, posterior.mean)
   return _kl_per_weight(posterior, prior_mean, prior_variance)
 
 
@@ -575,7 +597,7 @@ def gaussian_posterior_fit(loss_fn: LossFn, penalty_fn: PenaltyFn, *,
   if max_prior_variance is not None:
     if not learn_prior_variance:
       raise ValueError("max_prior_variance applies only with learn_prior_variance=True.")
-    log_max_prior_variance = jnp.log(_positive_scalar("max_prior_variance", max_prior_variance))
+    log_max_prior_variance = jnp.log(positive_scalar("max_prior_variance", max_prior_variance))
 
   def trainable(posterior, log_prior_variance):
     return (posterior, log_prior_variance) if learn_prior_variance else posterior
@@ -588,11 +610,11 @@ def gaussian_posterior_fit(loss_fn: LossFn, penalty_fn: PenaltyFn, *,
     if not isinstance(posterior, GaussianPosterior):
       raise TypeError("init: posterior must be a GaussianPosterior (see gaussian_posterior(params, "
                       f"variance)); got {type(posterior).__name__}.")
-    _check_like("posterior.log_variance", posterior.log_variance, "posterior.mean", posterior.mean)
+    check_like("posterior.log_variance", posterior.log_variance, "posterior.mean", posterior.mean)
     if prior_mean is not None:
-      _check_like("prior_mean", prior_mean, "posterior.mean", posterior.mean)
+      check_like("prior_mean", prior_mean, "posterior.mean", posterior.mean)
     dtype = jnp.result_type(*jax.tree.leaves(posterior.mean))
-    log_prior_variance = jnp.log(_positive_scalar("prior_variance", prior_variance)).astype(dtype)
+    log_prior_variance = jnp.log(positive_scalar("prior_variance", prior_variance)).astype(dtype)
     return PosteriorState(
         posterior=posterior, log_prior_variance=log_prior_variance,
         opt_state=optimizer.init(trainable(posterior, log_prior_variance)), key=key,
@@ -654,7 +676,7 @@ def information_lagrangian_fit(loss_fn: LossFn, *, beta, optimizer: optax.Gradie
     at the value given to ``init``.
   """
   _check_reduction("reduction", reduction)
-  _positive_scalar("beta", beta)
+  positive_scalar("beta", beta)
   beta_mean = convert_beta(beta, num_examples=num_examples, from_reduction=reduction,
                            to_reduction="mean")
   return gaussian_posterior_fit(loss_fn, lambda kl, prior_variance: beta_mean * kl,
