@@ -1,6 +1,7 @@
 """Tests for infojax.dynamics.deep_linear: Saxe et al.'s closed forms (science.md §10, §15 A.9),
 gradient descent on deep linear networks against them and against a numpy float64 loop."""
 
+import functools
 import math
 
 import jax
@@ -356,3 +357,197 @@ def test_bad_input_raises_clear_errors():
     deep_linear.linear_task(jnp.ones(5), input_dim=4, output_dim=8, key=jax.random.key(0))
   with pytest.raises(ValueError, match="non-decreasing"):
     deep_linear.mode_strength_ode(jnp.array([2.0, 1.0]), 1.0, 1e-3, depth=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two pathways and a deficit (Kleinman, Achille & Soatto 2024).
+# ----------------------------------------------------------------------------------------------
+
+
+def _numpy_multipath(task, pathways, *, learning_rate, num_steps, onset, length, gated=1):
+  """Gradient descent on 1/2 E||y - (W_a + W_b) x||^2 with explicit products per layer, float64;
+  pathway ``gated`` takes no step at steps onset <= t < onset + length. Returns the weights after
+  every step (index 0: the initialisation)."""
+  sigma11 = np.asarray(task.input_correlation, np.float64)
+  sigma31 = np.asarray(task.input_output_correlation, np.float64)
+  weights = [[np.asarray(w, np.float64) for w in pathway] for pathway in pathways]
+  path = [[[w.copy() for w in pathway] for pathway in weights]]
+  for step in range(num_steps):
+    total = np.zeros_like(sigma31)
+    for pathway in weights:
+      product = np.eye(sigma11.shape[0])
+      for w in pathway:
+        product = w @ product
+      total += product
+    error = total @ sigma11 - sigma31
+    new = []
+    for index, pathway in enumerate(weights):
+      frozen = index == gated and onset <= step < onset + length
+      grads = []
+      for layer in range(len(pathway)):
+        above = np.eye(pathway[-1].shape[0])
+        for w in reversed(pathway[layer + 1:]):
+          above = above @ w
+        below = np.eye(sigma11.shape[0])
+        for w in pathway[:layer]:
+          below = w @ below
+        grads.append(above.T @ error @ below.T)
+      new.append([w if frozen else w - learning_rate * g for w, g in zip(pathway, grads)])
+    weights = new
+    path.append([[w.copy() for w in pathway] for pathway in weights])
+  return path
+
+
+def _strengths_numpy(task, pathways):
+  left, right = np.asarray(task.left), np.asarray(task.right)
+  out = []
+  for pathway in pathways:
+    product = np.eye(right.shape[0])
+    for w in pathway:
+      product = w @ product
+    out.append(np.diag(left.T @ product @ right))
+  return np.stack(out)
+
+
+# Saxe's hierarchy written out, (15 features, 8 items): living thing; animal, plant; 4 families;
+# one feature per item.
+_HIERARCHY_T = np.array([[1] * 8, [1] * 4 + [0] * 4, [0] * 4 + [1] * 4] + [
+    [1 if i // 2 == f else 0 for i in range(8)] for f in range(4)] + [
+    [1 if i == f else 0 for i in range(8)] for f in range(8)], np.float64)
+
+
+def test_hierarchical_task_and_pathway_imbalance(x64):
+  task = deep_linear.hierarchical_task(jnp.float64)
+  np.testing.assert_allclose(task.singular_values, np.sqrt([15, 7, 3, 3, 1, 1, 1, 1]),
+                             rtol=1e-12)
+  np.testing.assert_allclose(task.input_correlation, np.eye(8), atol=1e-15)
+  np.testing.assert_allclose(task.input_output_correlation, _HIERARCHY_T, atol=1e-15)
+  # 8 items with 4 features each: the summed loss of the zero map is 32 / 2.
+  zero = (jnp.zeros((15, 8)),)
+  assert float(deep_linear.loss(task, zero)) == pytest.approx(16.0, rel=1e-12)
+  strengths = jnp.array([[3.0, 1.0], [1.0, 1.0]])
+  assert float(deep_linear.pathway_imbalance(strengths)) == pytest.approx(1 / 3)
+  np.testing.assert_allclose(deep_linear.pathway_imbalance(strengths, per_mode=True), [0.5, 0.0])
+  batched = jnp.stack([strengths, strengths[::-1]])
+  np.testing.assert_allclose(deep_linear.pathway_imbalance(batched), [1 / 3, -1 / 3])
+
+
+def _two_pathways(scale=1.0):
+  """Pathways of different depths (3 and 2) with random, unaligned weights for the hierarchy's 8
+  inputs and 15 outputs: the general gradient."""
+  rng = np.random.default_rng(3)
+  shapes = (((7, 8), (7, 7), (15, 7)), ((6, 8), (15, 6)))
+  return tuple(tuple(jnp.asarray(scale * 0.4 * rng.standard_normal(shape)) for shape in pathway)
+               for pathway in shapes)
+
+
+_STEPS, _LR = 40, 0.05
+# (onset, length, gated pathway): a window inside, one ending at the last step, none, the other
+# pathway gated.
+_WINDOWS = ((10, 15, 1), (25, 15, 1), (0, 0, 1), (2, 5, 0))
+
+
+def test_simulate_multipath_equals_a_numpy_loop_with_the_deficit_window(x64):
+  task = deep_linear.hierarchical_task(jnp.float64)
+  pathways = _two_pathways()
+  for onset, length, gated in _WINDOWS:
+    trajectory = deep_linear.simulate_multipath(
+        task, pathways, learning_rate=_LR, num_steps=_STEPS, deficit_onset=onset,
+        deficit_length=length, deficit_pathway=gated)
+    path = _numpy_multipath(task, pathways, learning_rate=_LR, num_steps=_STEPS, onset=onset,
+                            length=length, gated=gated)
+    for got, want in zip(jax.tree.leaves(trajectory.weights), jax.tree.leaves(path[-1])):
+      np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    strengths = np.stack([_strengths_numpy(task, p) for p in path])
+    np.testing.assert_allclose(trajectory.history["strength"], strengths, rtol=1e-9, atol=1e-12)
+    # The gated pathway moves at every step but those of the window [onset, onset + length).
+    held = np.asarray(trajectory.history["strength"])[:, gated]
+    moved = np.any(held[1:] != held[:-1], axis=1)  # moved[t]: step t changed it
+    steps = np.arange(_STEPS)
+    np.testing.assert_array_equal(moved, (steps < onset) | (steps >= onset + length))
+    total = sum(_product(p) for p in path[-1])
+    expected_loss = 0.5 * np.sum((_HIERARCHY_T - total) ** 2)  # summed over the 8 items
+    assert float(trajectory.history["loss"][-1]) == pytest.approx(expected_loss, rel=1e-10)
+    np.testing.assert_allclose(trajectory.history["imbalance"],
+                               (strengths[:, 0] - strengths[:, 1]).sum(-1)
+                               / (strengths[:, 0] + strengths[:, 1]).sum(-1), rtol=1e-9)
+
+
+def _product(pathway):
+  product = pathway[0]
+  for w in pathway[1:]:
+    product = w @ product
+  return product
+
+
+def test_deficit_sweep_equals_separate_runs(x64):
+  task = deep_linear.hierarchical_task(jnp.float64)
+  first, second = _two_pathways(), _two_pathways(scale=0.8)
+  batched = jax.tree.map(lambda a, b: np.stack([a, b]), first, second)
+  onsets = np.array([w[0] for w in _WINDOWS[:3]])
+  lengths = np.array([w[1] for w in _WINDOWS[:3]])
+  sweep = jax.tree.map(np.asarray, deep_linear.deficit_sweep(
+      task, batched, learning_rate=_LR, num_steps=_STEPS, deficit_onsets=onsets,
+      deficit_lengths=lengths))
+  assert sweep.history["strength"].shape == (2, 3, _STEPS + 1, 2, 8)
+  for seed, pathways in enumerate((first, second)):
+    for index, (onset, length) in enumerate(zip(onsets, lengths)):
+      alone = deep_linear.simulate_multipath(task, pathways, learning_rate=_LR, num_steps=_STEPS,
+                                             deficit_onset=int(onset), deficit_length=int(length))
+      for name, values in alone.history.items():
+        np.testing.assert_allclose(sweep.history[name][seed, index], values, rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+      for got, want in zip(jax.tree.leaves(sweep.weights), jax.tree.leaves(alone.weights)):
+        np.testing.assert_allclose(got[seed, index], want, rtol=1e-12, atol=1e-14)
+
+
+def test_multipath_init_is_the_authors_aligned_balanced_init(x64):
+  task = deep_linear.hierarchical_task(jnp.float64)
+  u0 = jnp.stack([0.01 * (1 + 0.1 * jnp.arange(8.0))[::-1], jnp.full(8, 0.02)])
+  pathways = deep_linear.multipath_init(task, u0, depth=3, hidden_dim=10, key=jax.random.key(2))
+  np.testing.assert_allclose(deep_linear.pathway_strengths(task, pathways), u0, rtol=1e-12)
+  for p, pathway in enumerate(jax.tree.map(np.asarray, pathways)):
+    total = deep_linear.end_to_end(pathway)
+    expected = (np.asarray(task.left) * np.asarray(u0[p])[None, :]) @ np.asarray(task.right).T
+    np.testing.assert_allclose(total, expected, atol=1e-15)  # nothing off the modes
+    for lower, upper in zip(pathway[:-1], pathway[1:]):  # balanced: W_{l+1}^T W_{l+1} = W_l W_l^T
+      np.testing.assert_allclose(upper.T @ upper, lower @ lower.T, atol=1e-15)
+
+
+def test_multipath_bad_input_raises_clear_errors(x64):
+  task = deep_linear.hierarchical_task(jnp.float64)
+  u0 = jnp.full((2, 8), 0.01)
+  pathways = deep_linear.multipath_init(task, u0, depth=3, hidden_dim=10)
+  run = functools.partial(deep_linear.simulate_multipath, task, pathways, learning_rate=0.01,
+                          num_steps=100)
+  with pytest.raises(ValueError, match="inside the run of num_steps = 100"):
+    run(deficit_onset=60, deficit_length=41)
+  with pytest.raises(ValueError, match="deficit_onset must be integers >= 0"):
+    run(deficit_onset=-1, deficit_length=10)
+  with pytest.raises(ValueError, match="deficit_onset must be integers"):
+    run(deficit_onset=1.5, deficit_length=10)
+  with pytest.raises(ValueError, match="deficit_length must be integers >= 0"):
+    run(deficit_onset=0, deficit_length=-5)
+  with pytest.raises(ValueError, match="deficit_pathway must be 0 or 1"):
+    run(deficit_pathway=2)
+  with pytest.raises(ValueError, match="record_every must divide"):
+    run(record_every=7)
+  with pytest.raises(TypeError, match="pathways must be a pair"):
+    deep_linear.simulate_multipath(task, pathways[:1], learning_rate=0.01, num_steps=10)
+  with pytest.raises(ValueError, match="depth"):
+    deep_linear.multipath_init(task, u0, depth=0, hidden_dim=8)
+  with pytest.raises(ValueError, match="u0 must have shape"):
+    deep_linear.multipath_init(task, u0[0], depth=2, hidden_dim=8)
+  with pytest.raises(ValueError, match="u0"):
+    deep_linear.multipath_init(task, -u0, depth=2, hidden_dim=8)
+  with pytest.raises(ValueError, match="hidden_dim"):
+    deep_linear.multipath_init(task, u0, depth=2, hidden_dim=4)
+  with pytest.raises(ValueError, match="strengths must have shape"):
+    deep_linear.pathway_imbalance(jnp.ones((3, 8)))
+  batched = jax.tree.map(lambda w: w[None], pathways)
+  with pytest.raises(ValueError, match="inside the run"):
+    deep_linear.deficit_sweep(task, batched, learning_rate=0.01, num_steps=100,
+                              deficit_onsets=np.array([0, 90]), deficit_lengths=20)
+  with pytest.raises(ValueError, match="leading axis"):
+    deep_linear.deficit_sweep(task, pathways, learning_rate=0.01, num_steps=100,
+                              deficit_onsets=np.array([0]), deficit_lengths=20)

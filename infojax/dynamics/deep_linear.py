@@ -30,6 +30,12 @@ with ``jit`` and ``vmap`` (over keys, initial scales and learning rates).
 
 Networks are tuples ``(W_1, ..., W_D)`` with ``W_1`` the input layer, shape ``(hidden, n1)``,
 and ``W_D`` the output layer, shape ``(n3, hidden)`` (``(n3, n1)`` for ``D = 1``).
+
+Two pathways and a deficit (Kleinman, Achille & Soatto, "Critical Learning Periods Emerge Even in
+Deep Linear Networks", ICLR 2024; science.md §1.5, §15 B.20): `hierarchical_task` (the paper's
+task), `multipath_init`, `simulate_multipath` (gradient descent on the summed output of two
+pathways, one of them gated during a window of steps), `deficit_sweep` (every initialisation and
+window as one program), `pathway_strengths` and `pathway_imbalance`.
 """
 
 import functools
@@ -576,7 +582,8 @@ def balanced_init(task: LinearTask, *, depth: int, hidden_dim: Optional[int] = N
 def _balanced_init(task, u0, key, *, depth, hidden_dim):
   num_modes = task.singular_values.shape[0]
   dtype = task.input_output_correlation.dtype
-  a = jnp.asarray(u0, dtype) ** (1.0 / depth)
+  # One factor per mode: u0 is a scalar (`balanced_init`) or per mode, (k,) (`multipath_init`).
+  a = jnp.broadcast_to(jnp.asarray(u0, dtype) ** (1.0 / depth), (num_modes,))[None, :]
   if depth == 1:
     return ((a * task.left) @ task.right.T,)
   if key is None:
@@ -662,10 +669,16 @@ _jit_loss = jax.jit(_loss)
 
 def _gradients(task, weights):
   """``dL/dW_l = (W_D ... W_{l+1})^T (W Sigma11 - Sigma31) (W_{l-1} ... W_1)^T`` for every l."""
+  return _backprop(task, weights, end_to_end(weights))
+
+
+def _backprop(task, weights, total):
+  """The gradients of `_gradients` with the error ``total Sigma11 - Sigma31`` of a given
+  end-to-end map ``total`` (that of the whole network, which for a pathway of a multi-pathway
+  network is the sum over pathways)."""
   below = [None] * len(weights)  # W_{l-1} ... W_1 (None: the identity)
   for index in range(1, len(weights)):
     below[index] = weights[index - 1] if index == 1 else weights[index - 1] @ below[index - 1]
-  total = weights[-1] if len(weights) == 1 else weights[-1] @ below[-1]
   error = total @ task.input_correlation - task.input_output_correlation  # (n3, n1)
   grads = [None] * len(weights)
   upstream = error  # (W_D ... W_{l+1})^T error, built from the output side
@@ -741,3 +754,282 @@ def _simulate(task, weights, learning_rate, *, num_steps, record_every, record_m
   history = {name: jnp.concatenate([jnp.asarray(first[name])[None].astype(values.dtype), values])
              for name, values in history.items()}
   return Trajectory(final, history)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two pathways and a deficit (Kleinman, Achille & Soatto 2024).
+# ----------------------------------------------------------------------------------------------
+
+# Saxe et al.'s hierarchy of 8 items and 15 features (the paper's task): rows are items, columns
+# the features "living thing", "animal" / "plant", four families, then one feature per item.
+_HIERARCHY = np.concatenate([
+    np.ones((8, 1)), np.kron(np.eye(2), np.ones((4, 1))), np.kron(np.eye(4), np.ones((2, 1))),
+    np.eye(8)], axis=1)
+
+
+def hierarchical_task(dtype=None) -> LinearTask:
+  """Saxe et al.'s 8-item, 15-feature hierarchy with one-hot items, for the summed loss.
+
+  The task of Kleinman, Achille & Soatto's multi-pathway experiment (ICLR 2024, "Critical Learning
+  Periods Emerge Even in Deep Linear Networks", science.md §1.5; the authors' code trains on the
+  loss ``1/2 sum_i ||y_i - W x_i||^2`` summed over the items). With one-hot inputs that loss is
+  ``1/2 ||Y^T - W||_F^2``: the task has ``Sigma11 = I_8``, ``Sigma31 = Y^T`` (``(15, 8)``) and
+  singular values ``sqrt(15), sqrt(7), sqrt(3), sqrt(3), 1, 1, 1, 1``, so `loss` and `simulate`
+  with ``learning_rate = dt`` are the paper's loss and step.
+
+  Args:
+    dtype: the floating dtype (default: the default float).
+
+  Returns:
+    A `LinearTask` with ``k = 8`` modes (the degenerate ones in an arbitrary orthonormal basis).
+  """
+  dtype = jnp.result_type(1.0) if dtype is None else dtype
+  scale = math.sqrt(_HIERARCHY.shape[0])  # the summed loss is the mean loss of scaled items
+  return task_from_data(jnp.asarray(scale * np.eye(_HIERARCHY.shape[0]), dtype),
+                        jnp.asarray(scale * _HIERARCHY, dtype))
+
+
+def _check_pathways(task: LinearTask, pathways) -> tuple:
+  if not isinstance(pathways, (tuple, list)) or len(pathways) != 2:
+    raise TypeError("pathways must be a pair (pathway_a, pathway_b), each a tuple (W_1, ..., W_D); "
+                    f"got {type(pathways).__name__}"
+                    + (f" of length {len(pathways)}." if isinstance(pathways, (tuple, list))
+                       else "."))
+  return tuple(_check_weights(task, pathway) for pathway in pathways)
+
+
+def multipath_init(task: LinearTask, u0, *, depth: int, hidden_dim: Optional[int] = None,
+                   key=None) -> tuple:
+  """Two pathways, each an aligned, balanced deep linear network (`balanced_init`) with its own
+  initial strength per mode.
+
+  Kleinman et al.'s initialisation: pathway ``p`` is ``W_1 = R_1 A_p V^T``, ``W_l = R_l A_p
+  R_{l-1}^T``, ``W_D = U A_p R_{D-1}^T`` with ``A_p = diag(u0[p])^{1/D}``, so its end-to-end map
+  is ``U diag(u0[p]) V^T``. The authors' code gives both pathways the same
+  ``u0 = eps (1 + 0.1 xi)`` (``eps = 0.01``, ``xi`` standard normal per mode, sorted descending).
+
+  Args:
+    task: a `LinearTask` with ``k`` modes.
+    u0: initial strengths ``> 0``, shape ``(2, k)`` (pathway a, then b); may be traced.
+    depth: ``D >= 1``, the number of weight matrices of each pathway.
+    hidden_dim: the hidden width, ``>= k``; ignored for ``D = 1``.
+    key: the PRNG key of the free rotations ``R_l`` (``None``: identity columns); the mode
+      strengths do not depend on it.
+
+  Returns:
+    ``(pathway_a, pathway_b)``, each ``(W_1, ..., W_D)``.
+  """
+  depth = _check_depth(depth)
+  num_modes = int(jnp.shape(task.singular_values)[0])
+  hidden_dim = _check_hidden_dim(hidden_dim, depth, num_modes)
+  if jnp.shape(u0) != (2, num_modes):
+    raise ValueError(f"u0 must have shape (2, k) = (2, {num_modes}), one row per pathway; got "
+                     f"{jnp.shape(u0)}.")
+  _check_array("u0", u0, minimum=0.0, strict=True)
+  keys = (None, None) if key is None else tuple(jax.random.split(key))
+  return tuple(_balanced_init(task, u0[p], keys[p], depth=depth, hidden_dim=hidden_dim)
+               for p in range(2))
+
+
+def pathway_strengths(task: LinearTask, pathways) -> jax.Array:
+  """Each pathway's strength per mode, ``K_{p, alpha} = (U^T W_p V)_{alpha alpha}`` of its
+  end-to-end map ``W_p`` (the paper's "path singular values"), shape ``(2, k)``."""
+  pathways = _check_pathways(task, pathways)
+  return jnp.stack([_jit_strengths(task, end_to_end(pathway)) for pathway in pathways])
+
+
+def pathway_imbalance(strengths, *, per_mode: bool = False) -> jax.Array:
+  """How much more of the task pathway a carries than pathway b.
+
+  ``sum_alpha (K_a - K_b) / sum_alpha (K_a + K_b)``, in ``[-1, 1]`` for non-negative strengths:
+  0 when the pathways share every mode equally, 1 when pathway a carries all of it (Kleinman et
+  al. plot ``K_a`` and ``K_b`` per mode; this is their difference as a fraction of what is
+  learnt, weighted by mode, so modes not yet learnt count little). With ``per_mode``, the ratio
+  ``(K_a - K_b) / (K_a + K_b)`` of each mode.
+
+  Args:
+    strengths: shape ``(..., 2, k)``, e.g. from `pathway_strengths` or a `simulate_multipath`
+      history.
+    per_mode: return one value per mode.
+
+  Returns:
+    shape ``(...)`` (``(..., k)`` with ``per_mode``).
+  """
+  if jnp.ndim(strengths) < 2 or jnp.shape(strengths)[-2] != 2:
+    raise ValueError(f"strengths must have shape (..., 2, k); got {jnp.shape(strengths)}.")
+  difference = strengths[..., 0, :] - strengths[..., 1, :]
+  total = strengths[..., 0, :] + strengths[..., 1, :]
+  if per_mode:
+    return difference / total
+  return jnp.sum(difference, axis=-1) / jnp.sum(total, axis=-1)
+
+
+def _check_windows(onsets, lengths, num_steps: int):
+  """Deficit windows ``[onset, onset + length)`` inside ``[0, num_steps]`` (concrete values)."""
+  for name, value in (("deficit_onset", onsets), ("deficit_length", lengths)):
+    if isinstance(value, (str, bytes, bool)) or value is None:
+      raise TypeError(f"{name} must be an integer or an array of integers; got {value!r}.")
+    if is_concrete(value):
+      array = np.asarray(value)
+      if not np.issubdtype(array.dtype, np.integer) or np.any(array < 0):
+        raise ValueError(f"{name} must be integers >= 0 (steps); got {array.ravel()[:3].tolist()}.")
+  if is_concrete(onsets) and is_concrete(lengths):
+    end = np.asarray(onsets) + np.asarray(lengths)
+    if np.any(end > num_steps):
+      raise ValueError(f"the deficit window [deficit_onset, deficit_onset + deficit_length) must "
+                       f"lie inside the run of num_steps = {num_steps} steps; it ends at "
+                       f"{end.ravel()[np.argmax(end.ravel())]}.")
+
+
+def _check_schedule(num_steps, record_every, deficit_pathway) -> tuple:
+  num_steps = _checks.check_positive_int("num_steps", num_steps)
+  record_every = _checks.check_positive_int("record_every", record_every)
+  if num_steps % record_every:
+    raise ValueError(f"record_every must divide num_steps; got num_steps = {num_steps}, "
+                     f"record_every = {record_every}.")
+  if deficit_pathway not in (0, 1) or isinstance(deficit_pathway, bool):
+    raise ValueError(f"deficit_pathway must be 0 or 1; got {deficit_pathway!r}.")
+  return num_steps, record_every, int(deficit_pathway)
+
+
+def simulate_multipath(task: LinearTask, pathways, *, learning_rate, num_steps: int,
+                       deficit_onset=0, deficit_length=0, deficit_pathway: int = 1,
+                       record_every: int = 1) -> Trajectory:
+  """Full-batch gradient descent of a two-pathway linear network with a deficit on one pathway.
+
+  Kleinman, Achille & Soatto, "Critical Learning Periods Emerge Even in Deep Linear Networks"
+  (ICLR 2024; science.md §1.5, §15 B.20). Both pathways read the same input and their outputs
+  add: ``y = (W_a + W_b) x`` with ``W_p`` the end-to-end map of pathway ``p``; the loss is
+  `loss` of the sum. During the deficit, steps ``deficit_onset <= step < deficit_onset +
+  deficit_length`` (0-based), the deficit pathway is gated: it still contributes to the output
+  but receives no gradient (the authors' ``gate_path`` deficit, a ``detach`` of its output), so
+  only the other pathway learns. ``deficit_length = 0``: no deficit.
+
+  For aligned, balanced pathways (`multipath_init`) every mode's factors ``p_a, p_b`` follow
+  exactly the authors' recursion ``p <- p + learning_rate p^{D-1} (s - K_a - K_b)``, ``K = p^D``.
+  Outside the deficit both pathways receive the same error, which conserves
+  ``c(K_a) - c(K_b)`` under gradient flow, ``c(K) = K`` (``D = 1``), ``ln K`` (``D = 2``),
+  ``-K^{-(D-2)/D}`` (``D >= 3``): what the deficit changes stays changed. The depth sets how
+  steep ``c`` is at small strengths, hence how much an early deficit shifts the final split.
+
+  Args:
+    task: a `LinearTask` (e.g. `hierarchical_task`).
+    pathways: ``(pathway_a, pathway_b)``, each ``(W_1, ..., W_D)``; any depth, the two may differ.
+    learning_rate: ``> 0``; may be traced.
+    num_steps: the number of steps.
+    deficit_onset: the first step of the deficit, an integer ``>= 0``; may be traced (``vmap`` over
+      onsets).
+    deficit_length: the number of steps of the deficit, ``>= 0``; may be traced. The window must
+      end by ``num_steps`` (checked where the values are concrete).
+    deficit_pathway: 0 or 1, the gated pathway (default b).
+    record_every: record every this many steps; must divide ``num_steps``.
+
+  Returns:
+    A `Trajectory`: the final ``(pathway_a, pathway_b)`` and ``num_steps // record_every + 1``
+    records (the initialisation first): ``"step"``, ``"time"`` (``learning_rate * step``),
+    ``"strength"`` (``(R + 1, 2, k)``, `pathway_strengths`), ``"imbalance"``
+    (`pathway_imbalance`) and ``"loss"`` (of the summed map).
+
+  Cost: per step ``O(D n^3)`` per pathway for width ``n``; one compiled ``lax.scan``. ``jit`` and
+  ``vmap`` compose (over the weights, the learning rate and the deficit window and pathway);
+  ``num_steps`` and ``record_every`` are static.
+  """
+  pathways = _check_pathways(task, pathways)
+  _checks.check_real("learning_rate", learning_rate)
+  num_steps, record_every, deficit_pathway = _check_schedule(num_steps, record_every,
+                                                             deficit_pathway)
+  for name, value in (("deficit_onset", deficit_onset), ("deficit_length", deficit_length)):
+    if jnp.ndim(value) != 0:
+      raise ValueError(f"{name} must be a scalar (vmap to sweep); got shape {jnp.shape(value)}.")
+  _check_windows(deficit_onset, deficit_length, num_steps)
+  return _simulate_multipath(task, pathways, learning_rate, jnp.asarray(deficit_onset, jnp.int32),
+                             jnp.asarray(deficit_length, jnp.int32),
+                             jnp.asarray(deficit_pathway, jnp.int32), num_steps=num_steps,
+                             record_every=record_every)
+
+
+def _record_multipath(task, pathways, step, learning_rate):
+  maps = [end_to_end(pathway) for pathway in pathways]
+  strength = jnp.stack([_strengths(task, m) for m in maps])
+  dtype = strength.dtype
+  return {"step": step, "time": jnp.asarray(learning_rate, dtype) * step.astype(dtype),
+          "strength": strength, "imbalance": pathway_imbalance(strength),
+          "loss": _loss(task, maps[0] + maps[1])}
+
+
+@functools.partial(jax.jit, static_argnames=("num_steps", "record_every"))
+def _simulate_multipath(task, pathways, learning_rate, onset, length, deficit_pathway, *,
+                        num_steps, record_every):
+  def step_fn(pathways, step):
+    total = end_to_end(pathways[0]) + end_to_end(pathways[1])
+    gated = (step >= onset) & (step < onset + length)
+    new = []
+    for index, pathway in enumerate(pathways):
+      rate = jnp.where(gated & (deficit_pathway == index), jnp.zeros_like(learning_rate),
+                       learning_rate)
+      grads = _backprop(task, pathway, total)
+      new.append(tuple((w - rate * g).astype(w.dtype) for w, g in zip(pathway, grads)))
+    return tuple(new), None
+
+  def record(pathways, step):
+    return _record_multipath(task, pathways, step, learning_rate)
+
+  final, history = loops._scan_path(step_fn, pathways, num_steps=num_steps,
+                                    record_every=record_every, record_fn=record)
+  first = record(pathways, jnp.zeros((), jnp.int32))
+  history = {name: jnp.concatenate([jnp.asarray(first[name])[None].astype(values.dtype), values])
+             for name, values in history.items()}
+  return Trajectory(final, history)
+
+
+def deficit_sweep(task: LinearTask, pathways, *, learning_rate, num_steps: int, deficit_onsets,
+                  deficit_lengths, deficit_pathway: int = 1, record_every: int = 1) -> Trajectory:
+  """`simulate_multipath` for every initialisation and every deficit window, as one program.
+
+  Args:
+    task: a `LinearTask`.
+    pathways: ``(pathway_a, pathway_b)`` whose matrices carry a leading axis of ``S``
+      initialisations (e.g. seeds: a vmapped `multipath_init`).
+    learning_rate, num_steps, deficit_pathway, record_every: as in `simulate_multipath`.
+    deficit_onsets: shape ``(O,)``, integers ``>= 0``.
+    deficit_lengths: shape ``(O,)`` or a scalar, integers ``>= 0`` (0: the run without deficit);
+      every window must end by ``num_steps`` (checked: the values must be concrete).
+
+  Returns:
+    A `Trajectory` whose arrays carry leading axes ``(S, O)``: entry ``[i, j]`` equals
+    `simulate_multipath` of initialisation ``i`` with window ``j``.
+
+  Cost: ``S * O`` runs of `simulate_multipath`, vmapped in one compiled program.
+  """
+  if jnp.ndim(deficit_onsets) != 1:
+    raise ValueError(f"deficit_onsets must be a 1-D array; got shape "
+                     f"{jnp.shape(deficit_onsets)}.")
+  if not (is_concrete(deficit_onsets) and is_concrete(deficit_lengths)):
+    raise ValueError("deficit_onsets and deficit_lengths must be concrete (they are checked "
+                     "against num_steps); vmap simulate_multipath for traced windows.")
+  onsets = np.asarray(deficit_onsets)
+  lengths = np.broadcast_to(np.asarray(deficit_lengths), onsets.shape)
+  num_steps, record_every, deficit_pathway = _check_schedule(num_steps, record_every,
+                                                             deficit_pathway)
+  _check_windows(onsets, lengths, num_steps)
+  if not (isinstance(pathways, (tuple, list)) and len(pathways) == 2):
+    _check_pathways(task, pathways)  # raises: not a pair
+  if any(jnp.ndim(w) != 3 for pathway in pathways for w in pathway):
+    raise ValueError("every matrix of pathways must carry a leading axis of initialisations.")
+  _check_pathways(task, tuple(tuple(w[0] for w in pathway) for pathway in pathways))
+  _checks.check_real("learning_rate", learning_rate)
+  return _deficit_sweep(task, tuple(tuple(pathway) for pathway in pathways), learning_rate,
+                        jnp.asarray(onsets, jnp.int32), jnp.asarray(lengths, jnp.int32),
+                        jnp.asarray(deficit_pathway, jnp.int32), num_steps=num_steps,
+                        record_every=record_every)
+
+
+@functools.partial(jax.jit, static_argnames=("num_steps", "record_every"))
+def _deficit_sweep(task, pathways, learning_rate, onsets, lengths, deficit_pathway, *, num_steps,
+                   record_every):
+  def one(pathways, onset, length):
+    return _simulate_multipath(task, pathways, learning_rate, onset, length, deficit_pathway,
+                               num_steps=num_steps, record_every=record_every)
+
+  windows = jax.vmap(one, in_axes=(None, 0, 0))
+  return jax.vmap(windows, in_axes=(0, None, None))(pathways, onsets, lengths)
