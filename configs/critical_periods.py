@@ -31,9 +31,11 @@ def get_config(arg=None):
   config.dataset = "digits"
   config.data_dir = config_dict.placeholder(str)
   config.num_classes = 10
-  config.model = "convnet"
-  config.model_kwargs = ml_collections.ConfigDict(
-      {"channels": (16, 32, 32), "strides": (1, 2, 1)})
+  # An MLP on the (blurred, flipped, ...) 8x8 images: on XLA:CPU a small ConvNet's vmapped,
+  # scanned training costs about 15x more per epoch (measured: 7 s against 0.4 s for 27 runs), so
+  # the CPU default is fully connected; the cifar10 config uses All-CNN.
+  config.model = "mlp"
+  config.model_kwargs = ml_collections.ConfigDict({"hidden_sizes": (128, 128, 128)})
   config.deficits = ("blur", "vertical_flip", "label_permutation", "noise")
   config.blur_low_size = 4          # 8 -> 4 -> 8 (32 -> 8 -> 32 for CIFAR-10)
   config.deficit_seed = 0           # the label permutation
@@ -62,7 +64,7 @@ def get_config(arg=None):
     config.clean_epochs = 1
     config.num_epochs = 3
     config.seeds = (0, 1)
-    config.model_kwargs = ml_collections.ConfigDict({"channels": (4, 8), "strides": (1, 2)})
+    config.model_kwargs = ml_collections.ConfigDict({"hidden_sizes": (16, 16)})
     config.probe_per_class = 1
     config.checkpoint_every = 1
   elif arg == "cifar10":
