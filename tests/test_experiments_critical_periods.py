@@ -31,6 +31,9 @@ def test_sweep_runs_and_bad_configs():
   assert list(zip(runs.sweep, runs.start, runs.stop, runs.end, runs.seed)) == [
       ("removal", 0, 0, 1, 0), ("removal", 0, 0, 1, 1), ("removal", 0, 2, 3, 0),
       ("removal", 0, 2, 3, 1), ("window", 0, 1, 2, 0), ("window", 0, 1, 2, 1)]
+  # The paper's (GPU) setting is a valid sweep: 8 removal points and 6 windows inside 300 epochs.
+  paper = critical_periods.sweep_runs(_configs.get_config("critical_periods", "cifar10"))
+  assert len(paper.seed) == 14 and int(paper.end.max()) == 300
   for field, value, match in [("deficits", ("cataract",), "deficits must be a non-empty subset"),
                               ("removal_epochs", (0, 3), "outside the run"),
                               ("window_onsets", (2,), "outside the run"),
