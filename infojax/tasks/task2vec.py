@@ -86,8 +86,21 @@ def _as_float(x) -> jax.Array:
   return x
 
 
-def _as_embedding(name: str, x, *, positive: bool) -> Embedding:
-  """``x`` (an `Embedding` or a 1-D array) as a validated `Embedding` of float arrays."""
+def as_embedding(name: str, x, *, positive: bool = False) -> Embedding:
+  """``x`` (an `Embedding` or a 1-D array) as a validated `Embedding` of float arrays.
+
+  Args:
+    name: the argument's name, for the error messages.
+    x: an `Embedding`, or a ``(D,)`` array of hessians (``scale`` = ones).
+    positive: also require strictly positive hessians (distances that take ``1/hessian``).
+
+  Returns:
+    The `Embedding`. Shapes are always checked; values (finite, non-negative, positive scale)
+    only when concrete.
+
+  Raises:
+    ValueError: naming ``name`` and what is wrong.
+  """
   if isinstance(x, Embedding):
     hessian, scale = _as_float(x.hessian), _as_float(x.scale)
     if hessian.shape != scale.shape:
@@ -128,7 +141,7 @@ def _check_kind(kind: str) -> None:
 
 def _prepare(kind: str, **embeddings):
   _check_kind(kind)
-  named = [(name, _as_embedding(name, x, positive=kind in _NEEDS_POSITIVE))
+  named = [(name, as_embedding(name, x, positive=kind in _NEEDS_POSITIVE))
            for name, x in embeddings.items()]
   _check_same_shape(named)
   return [e for _, e in named]
@@ -305,7 +318,7 @@ def _as_stacked(embeddings, *, positive: bool) -> Embedding:
                      f"{stacked.hessian.shape} and {stacked.scale.shape}.")
   if is_concrete(stacked):
     for t in range(stacked.hessian.shape[0]):
-      _as_embedding(f"embeddings[{t}]", jax.tree.map(lambda x: x[t], stacked), positive=positive)
+      as_embedding(f"embeddings[{t}]", jax.tree.map(lambda x: x[t], stacked), positive=positive)
   return stacked
 
 
@@ -367,7 +380,7 @@ def trivial_embedding(embedding) -> Embedding:
   Returns:
     An `Embedding` with ``hessian == scale == embedding.scale``.
   """
-  e = _as_embedding("embedding", embedding, positive=False)
+  e = as_embedding("embedding", embedding, positive=False)
   return Embedding(e.scale, e.scale)
 
 
@@ -516,6 +529,18 @@ def _minibatch_squared(apply_fn, likelihood, batch_size, params, inputs, key, pr
   return jax.tree.map(lambda t: t / num_batches, total)
 
 
+@functools.lru_cache(maxsize=64)
+def _head_trainer(head_apply_fn, likelihood, learning_rate, weight_decay, steps, num_epochs):
+  """The optimiser and jitted epoch of `fit_head`, cached: heads of equal settings (the tasks of
+  a suite) compile once."""
+  optimizer = train.make_optimizer(
+      {"name": "adam", "lr": learning_rate, "weight_decay": weight_decay},
+      steps_per_epoch=steps, num_epochs=num_epochs)
+  objective = train.classification(head_apply_fn, likelihood=likelihood, input_key="features",
+                                   label_key="label")
+  return optimizer, train.make_train_epoch(objective, optimizer)
+
+
 def fit_head(head_apply_fn, head_params, features, labels, *, key, likelihood=None,
              learning_rate: float = 4e-4, weight_decay: float = 1e-4, num_epochs: int = 10,
              batch_size: int = 64):
@@ -525,7 +550,8 @@ def fit_head(head_apply_fn, head_params, features, labels, *, key, likelihood=No
   torch's ``Adam(weight_decay=...)``), 10 epochs of the mean negative log-likelihood over shuffled
   minibatches (drop_last). Epoch ``e`` visits the examples in the order
   ``jax.random.permutation(jax.random.fold_in(key, e), N)``. Built on `infojax.train`
-  (`make_train_epoch`: one jitted ``lax.scan`` per epoch, compiled once).
+  (`make_train_epoch`: one jitted ``lax.scan`` per epoch, compiled once per head function,
+  likelihood and settings, across calls).
 
   Args:
     head_apply_fn: ``head_apply_fn(head_params, features) -> logits`` ``(B, C)``.
@@ -554,12 +580,8 @@ def fit_head(head_apply_fn, head_params, features, labels, *, key, likelihood=No
       or num_epochs < 1):
     raise ValueError(f"num_epochs must be a positive integer; got {num_epochs!r}.")
   steps = num_examples // batch_size
-  optimizer = train.make_optimizer(
-      {"name": "adam", "lr": learning_rate, "weight_decay": weight_decay},
-      steps_per_epoch=steps, num_epochs=num_epochs)
-  objective = train.classification(head_apply_fn, likelihood=likelihood, input_key="features",
-                                   label_key="label")
-  train_epoch = train.make_train_epoch(objective, optimizer)
+  optimizer, train_epoch = _head_trainer(head_apply_fn, likelihood, float(learning_rate),
+                                         float(weight_decay), steps, int(num_epochs))
   state = train.init_state(head_params, optimizer, key=key)
   data = {"features": features, "label": jnp.asarray(labels)}
   for epoch in range(num_epochs):
