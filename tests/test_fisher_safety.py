@@ -478,3 +478,31 @@ def test_mixed_plans_on_a_sharded_batch_give_the_single_device_answer(axis_type)
     _assert_close(actual, expected, 1e-5)
     _assert_close(product, ij.fisher.vector_product(apply_fn, params, batch, params,
                                                     likelihood=GAUSS, kind=kind), 1e-5)
+
+
+def test_eager_calls_on_an_explicit_sharded_batch_are_checked_and_exact():
+  """Regression: the eager independence check sliced the batch, which an Explicit-sharded array
+  refuses (a ShardingTypeError); it now slices a host copy, so eager calls run, are exact, and
+  still refuse a model that mixes examples."""
+  if jax.device_count() < 8:
+    pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  inputs = jax.random.normal(jax.random.key(9), (16, 4))
+  params = {"w": jax.random.normal(jax.random.key(10), (4, 6)),
+            "v": jax.random.normal(jax.random.key(11), (6, 3))}
+
+  def apply_fn(p, x):
+    return jnp.tanh(x @ p["w"]) @ p["v"]
+
+  batch = (inputs, jnp.arange(16) % 3)
+  sharded = jax.device_put(batch, sharding)
+  for kind in ("true", "empirical"):
+    expected = ij.fisher.diagonal(apply_fn, params, batch, likelihood=LIK, kind=kind)
+    with jax.set_mesh(mesh):
+      actual = ij.fisher.diagonal(apply_fn, params, sharded, likelihood=LIK, kind=kind)
+    _assert_close(actual, expected, 1e-5)
+  mixing_fn, mixing_params, (mixing_inputs, mixing_labels) = _mixing_case("centred")
+  mixing = jax.device_put((jnp.tile(mixing_inputs, (4, 1))[:16], jnp.arange(16) % 3), sharding)
+  with jax.set_mesh(mesh), pytest.raises(ValueError, match="does not treat examples"):
+    ij.fisher.diagonal(mixing_fn, mixing_params, mixing, likelihood=LIK)

@@ -692,9 +692,8 @@ def _sharded_task(axis_type):
 
 def test_sharded_batch_gives_the_single_device_exact_embedding():
   """Eager and class-balanced (the per-class route, which gathers each class on the host and so
-  reuses the single-device compilations), on an Auto mesh: ij.fisher's eager input checks index
-  single examples, which an Explicit-sharded batch refuses."""
-  params, data, sharded, mesh = _sharded_task(jax.sharding.AxisType.Auto)
+  reuses the single-device compilations), on an Explicit mesh."""
+  params, data, sharded, mesh = _sharded_task(jax.sharding.AxisType.Explicit)
   options = dict(likelihood=likelihoods.categorical(), trainable=["hidden"])
   expected = task2vec.embedding(mlp_apply, params, data, **options)
   with jax.set_mesh(mesh):
