@@ -114,3 +114,67 @@ def test_importing_io_and_train_does_not_load_matplotlib():
   code = ("import sys, infojax.io, infojax.train; "
           "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'")
   subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_run_page_shows_summary_plots_metrics_and_config(tmp_path):
+  (tmp_path / "summary.txt").write_text("beta = 1 & <2>: the knee\n")
+  (tmp_path / "config.json").write_text(json.dumps({"seed": 3}))
+  (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+  (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+  with io.MetricsWriter(str(tmp_path / "metrics.jsonl")) as writer:
+    for epoch in range(3):
+      writer.write({"epoch": epoch, "loss": 0.5 / (epoch + 1)})
+  path = io.write_run_page(str(tmp_path), title="a <run>")
+  page = (tmp_path / "index.html").read_text()
+  assert path == str(tmp_path / "index.html")
+  assert "<title>a &lt;run&gt;</title>" in page
+  assert "beta = 1 &amp; &lt;2&gt;: the knee" in page          # escaped, verbatim
+  assert page.index("src='a.png'") < page.index("src='b.png'")
+  assert "3 records" in page and '"epoch": 2' in page and '"seed": 3' in page
+  # Rebuilt from the files: a new plot appears, a missing summary leaves its section out.
+  (tmp_path / "summary.txt").unlink()
+  (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+  io.write_run_page(str(tmp_path))
+  page = (tmp_path / "index.html").read_text()
+  assert "src='c.png'" in page and "<h2>Summary</h2>" not in page
+  assert f"<title>{tmp_path.name}</title>" in page
+  with pytest.raises(FileNotFoundError, match="is not a folder"):
+    io.write_run_page(str(tmp_path / "missing"))
+
+
+def _read_events(logdir):
+  """Scalar summaries ``[(tag, step, value)]`` of the event files in ``logdir``, read without
+  TensorFlow: TFRecord framing (length, its CRC, the Event proto, its CRC)."""
+  import os
+  import struct
+  from tensorboardX.proto import event_pb2
+  found = []
+  for name in sorted(os.listdir(logdir)):
+    with open(os.path.join(logdir, name), "rb") as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      found += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+  return found
+
+
+def test_metrics_are_mirrored_into_tensorboard_event_files(tmp_path):
+  pytest.importorskip("tensorboardX")
+  from infojax.io import tensorboard
+  logdir = tmp_path / "tensorboard"
+  with io.MetricsWriter(str(tmp_path / "metrics.jsonl"), tensorboard_dir=str(logdir)) as writer:
+    writer.write({"epoch": 0, "loss": np.float32(2.5), "name": "x", "done": True})
+    writer.write({"epoch": 1, "loss": 1.25, "accuracy": 0.5, "bad": float("nan")})
+  assert sorted(_read_events(str(logdir))) == [("accuracy", 1, 0.5), ("loss", 0, 2.5),
+                                               ("loss", 1, 1.25)]
+  assert tensorboard.scalars({"kind": "point", "beta": 0.1, "step": 3}) == {"point/beta": 0.1}
+
+
+def test_tensorboard_without_tensorboardx_says_how_to_install_it(tmp_path, monkeypatch):
+  from infojax.io import tensorboard
+  monkeypatch.setitem(sys.modules, "tensorboardX", None)
+  with pytest.raises(ImportError, match=r"infojax\[tensorboard\]"):
+    tensorboard.EventWriter(str(tmp_path / "tensorboard"))

@@ -93,10 +93,16 @@ class MetricsWriter:
 
   Args:
     path: the ``.jsonl`` file (its directory must exist); appended to if it exists.
+    tensorboard_dir: also mirror every record into TensorBoard event files there
+      (`infojax.io.tensorboard.EventWriter`; needs the optional tensorboardX); ``None``: off.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, *, tensorboard_dir: Optional[str] = None):
     self.path = path
+    self._events = None
+    if tensorboard_dir is not None:
+      from infojax.io import tensorboard  # pylint: disable=import-outside-toplevel
+      self._events = tensorboard.EventWriter(tensorboard_dir)
     self._file = open(path, "a") if is_primary_process() else None
 
   def write(self, record: Mapping[str, Any]) -> None:
@@ -109,11 +115,17 @@ class MetricsWriter:
     values = to_json_value(dict(record))
     self._file.write(json.dumps(values) + "\n")
     self._file.flush()
+    if self._events is not None:
+      self._events.write(values)
+      self._events.flush()
 
   def close(self) -> None:
     if self._file is not None:
       self._file.close()
       self._file = None
+    if self._events is not None:
+      self._events.close()
+      self._events = None
 
   def __enter__(self):
     return self
