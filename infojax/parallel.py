@@ -218,6 +218,21 @@ def process_concatenate(tree):
   return jax.tree.map(lambda x: np.concatenate(list(_process_allgather(x)), axis=0), tree)
 
 
+def with_sharding_of(x, reference):
+  """``x`` resharded like ``reference`` when ``reference`` carries an explicit sharding.
+
+  Under jax's explicit axis types (``jax.make_mesh``'s default in jax 0.10) an array's sharding is
+  part of its type, and some operations (``jax.image.resize``, random draws) return replicated
+  results from sharded inputs; branches of ``lax.cond`` must then be resharded to agree. Without
+  an explicit sharding (no mesh, or an Auto mesh) ``x`` is returned as it is.
+  """
+  sharding = getattr(jax.typeof(reference), "sharding", None)
+  spec = getattr(sharding, "spec", None)
+  if not spec or all(axis is None for axis in spec):
+    return x
+  return jax.sharding.reshard(x, sharding)
+
+
 def is_prng_key(x) -> bool:
   """Whether ``x`` is a typed PRNG key array (``jax.random.key``), which is placed by its data."""
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)

@@ -137,3 +137,24 @@ def test_a_jitted_vmapped_sweep_equals_separate_calls():
       expected = deficits.blur(images, (4, 4)) if bool(
           deficits.is_active(run_window, epoch)) else images
       np.testing.assert_allclose(swept[run], expected, atol=1e-6)
+
+
+def test_deficits_on_a_sharded_batch_equal_one_device():
+  if jax.device_count() < 8:
+    pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  mesh = jax.make_mesh((8,), ("data",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  images = jax.random.normal(jax.random.key(5), (16, 8, 8, 1))
+  labels = jnp.arange(16, dtype=jnp.int32) % 4
+  sharded = jax.device_put((images, labels), sharding)
+  for deficit in (deficits.make("blur", image_shape=(8, 8, 1), low_size=2),
+                  deficits.make("vertical_flip", image_shape=(8, 8, 1)),
+                  deficits.make("label_permutation", image_shape=(8, 8, 1), num_classes=4,
+                                key=jax.random.key(6)),
+                  deficits.make("noise", image_shape=(8, 8, 1))):
+    step = jax.jit(lambda i, y, d=deficit: deficits.apply(d, i, y, True, key=jax.random.key(7)))
+    expected = step(images, labels)
+    with jax.set_mesh(mesh):
+      actual = step(*sharded)
+    np.testing.assert_allclose(actual[0], expected[0], atol=1e-6)
+    np.testing.assert_array_equal(actual[1], expected[1])

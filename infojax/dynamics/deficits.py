@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infojax import parallel
 from infojax._validation import is_concrete
 
 DEFICITS = ("blur", "vertical_flip", "label_permutation", "noise")
@@ -200,7 +201,9 @@ def _deficient(deficit: Deficit, images, labels, key):
   if deficit.kind == "vertical_flip":
     return images[:, ::-1], labels
   if deficit.kind == "label_permutation":
-    return images, deficit.permutation[labels].astype(labels.dtype)
+    # The output keeps the labels' sharding (an Explicit-sharded batch needs it stated).
+    relabelled = deficit.permutation.at[labels].get(out_sharding=jax.typeof(labels).sharding)
+    return images, relabelled.astype(labels.dtype)
   noise = jax.random.normal(key, images.shape, images.dtype)
   channel = (1,) * (images.ndim - 1) + (-1,)
   noise = noise * deficit.noise_std.reshape(channel) + deficit.noise_mean.reshape(channel)
@@ -212,7 +215,8 @@ def apply(deficit: Deficit, images: jax.Array, labels: jax.Array, active, *,
   """The batch with the deficit applied where ``active`` (a bool scalar, e.g. `is_active`).
 
   Pure; under ``vmap`` over runs of a sweep (a batched ``active``) both branches are computed
-  and selected, otherwise only the taken one (``lax.cond``).
+  and selected, otherwise only the taken one (``lax.cond``). A batch sharded over devices (Auto
+  or Explicit mesh) keeps its sharding.
 
   Args:
     deficit: a `Deficit` from `make`.
@@ -243,5 +247,9 @@ def apply(deficit: Deficit, images: jax.Array, labels: jax.Array, active, *,
   if deficit.kind == "noise" and deficit.noise_mean.shape != jnp.shape(images)[-1:]:
     raise ValueError(f"images have {jnp.shape(images)[-1]} channels; the deficit was made for "
                      f"{deficit.noise_mean.shape[0]}.")
-  return jax.lax.cond(active, lambda i, y: _deficient(deficit, i, y, key),
-                      lambda i, y: (i, y), images, labels)
+
+  def deficient(i, y):
+    out_images, out_labels = _deficient(deficit, i, y, key)
+    return parallel.with_sharding_of(out_images, i), parallel.with_sharding_of(out_labels, y)
+
+  return jax.lax.cond(active, deficient, lambda i, y: (i, y), images, labels)
