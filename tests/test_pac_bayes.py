@@ -9,6 +9,7 @@ import optax
 import pytest
 import scipy.optimize
 import scipy.special
+import scipy.stats
 
 from infojax import weights
 from infojax.weights import pac_bayes
@@ -155,10 +156,16 @@ def test_linear_bound(x64):
 
 
 def test_certify_reports_every_term(x64):
-  certificate = pac_bayes.certify(0.03, 1000, 5000.0, 55_000, prior_variance=math.exp(-6))
+  # j = 370, the grid point next to lambda = exp(-6) (j = 369.74), whose B_RE is 0.09140 (§11.3).
+  variance = 0.1 * math.exp(-370 / 100)
+  certificate = pac_bayes.certify(0.03, 1000, 5000.0, 55_000, prior_variance=variance)
   mc_bound = _kl_inverse_reference(0.03, math.log(2 / 0.01) / 1000)
   np.testing.assert_allclose(certificate.monte_carlo_error_bound, mc_bound, atol=1e-9)
   np.testing.assert_allclose(certificate.b_re, 0.09140, atol=5e-6)
+  np.testing.assert_allclose(
+      certificate.b_re, (5000 + 2 * math.log(370) + math.log(math.pi ** 2 * 55_000 / (6 * 0.025)))
+      / 54_999, rtol=1e-12)
+  assert float(certificate.prior_variance_index) == 370.0
   np.testing.assert_allclose(certificate.bound,
                              _kl_inverse_reference(mc_bound, float(certificate.b_re)), atol=1e-9)
   np.testing.assert_allclose(certificate.pinsker_bound,
@@ -245,3 +252,248 @@ def test_dziugaite_roy_certificate_is_vacuous_for_random_labels():
   certificate, *_ = _certify(random_labels=True)
   assert certificate.train_error > 0.4
   assert certificate.bound > 0.5
+
+
+def test_certify_accepts_only_the_union_bound_grid(x64):
+  with pytest.raises(ValueError, match="prior_variance must lie on the union-bound grid"):
+    pac_bayes.certify(0.03, 1000, 5000.0, 55_000, prior_variance=math.exp(-6))  # j = 369.74
+  with pytest.raises(ValueError, match="prior_variance"):
+    pac_bayes.certify(0.03, 1000, 5000.0, 55_000, prior_variance=0.1 * math.exp(-2.5 / 100))
+  on_grid = pac_bayes.certify(0.03, 1000, 5000.0, 55_000,
+                              prior_variance=0.1 * math.exp(-3 / 100), b=100.0, c=0.1)
+  assert float(on_grid.prior_variance_index) == 3.0
+  # Another grid: j = 7 on b = 10, c = 1 is accepted there and is off the default grid.
+  variance = math.exp(-0.7)
+  assert float(pac_bayes.certify(0.03, 1000, 50.0, 5000, prior_variance=variance, b=10.0,
+                                 c=1.0).prior_variance_index) == 7.0
+
+
+def test_certify_grid_check_tolerates_float32_rounding():
+  for index in [1, 370, 2000]:
+    variance = pac_bayes.prior_variance_from_index(jnp.float32(index))
+    assert variance.dtype == jnp.float32
+    certificate = pac_bayes.certify(0.03, 1000, 5000.0, 55_000, prior_variance=variance)
+    assert float(certificate.prior_variance_index) == index
+
+
+# ----------------------------------------------------------------------------------------------
+# Compilation: repeated certificates compile once.
+# ----------------------------------------------------------------------------------------------
+
+
+def test_dziugaite_roy_certificate_compiles_once_for_repeated_calls():
+  traces = []
+
+  def error_fn(params, batch):
+    traces.append(None)  # runs once per trace of the Monte-Carlo loop
+    return _error(params, batch)
+
+  batch = _dataset(jax.random.key(0), 64, random_labels=False)
+  params = {"w": jnp.array([2.0, -1.0]), "b": jnp.array(0.3)}
+  posterior = weights.gaussian_posterior(params, jax.tree.map(lambda w: jnp.full_like(w, 0.01),
+                                                              params))
+  certificates = [pac_bayes.dziugaite_roy_certificate(
+      error_fn, posterior, batch, num_examples=64, prior_mean=None, prior_variance=variance,
+      key=jax.random.key(seed), num_mc_samples=8) for seed, variance in [(1, 0.01), (2, 0.02)]]
+  assert len(traces) == 1
+  assert certificates[0].prior_variance_index != certificates[1].prior_variance_index
+
+
+# ----------------------------------------------------------------------------------------------
+# The test-set bound.
+# ----------------------------------------------------------------------------------------------
+
+
+def test_test_set_bound_inverts_the_binomial_tail(x64):
+  n, delta = 200, 0.05
+  k = np.arange(0, n + 1, 7)
+  got = np.asarray(pac_bayes.test_set_bound(k, n, delta=delta))
+  inner = k < n
+  # The one-sided Clopper-Pearson limit (scipy's incomplete-beta inverse, another code path).
+  clopper_pearson = scipy.stats.beta.ppf(1 - delta, k[inner] + 1, n - k[inner])
+  np.testing.assert_allclose(got[inner], clopper_pearson, atol=1e-10, rtol=0)
+  np.testing.assert_allclose(scipy.stats.binom.cdf(k[inner], n, got[inner]), delta, rtol=1e-7)
+  assert np.all(scipy.stats.binom.cdf(k[inner], n, got[inner] - 1e-9) >= delta)  # never below
+  assert np.all(got >= k / n)
+  # Known values: k = 0 gives 1 - delta^(1/n) (about 3/n, "the rule of three"); k = n gives 1.
+  np.testing.assert_allclose(pac_bayes.test_set_bound(0, 100, delta=0.05), 1 - 0.05 ** 0.01,
+                             rtol=1e-12)
+  np.testing.assert_allclose(pac_bayes.test_set_bound(0, 100, delta=0.05), 0.0295130, atol=5e-8)
+  assert float(pac_bayes.test_set_bound(30, 30, delta=0.1)) == 1.0
+
+
+def test_test_set_bound_jit_vmap_and_errors():
+  k = jnp.array([0.0, 3.0, 10.0])
+  np.testing.assert_allclose(jax.jit(pac_bayes.test_set_bound, static_argnames="delta")(
+      k, 50, delta=0.1), jax.vmap(lambda x: pac_bayes.test_set_bound(x, 50, delta=0.1))(k),
+      rtol=1e-6)
+  np.testing.assert_allclose(pac_bayes.test_set_bound(k, 50, delta=0.1),
+                             scipy.stats.beta.ppf(0.9, np.asarray(k) + 1, 50 - np.asarray(k)),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="num_errors must not exceed"):
+    pac_bayes.test_set_bound(11, 10, delta=0.1)
+  with pytest.raises(ValueError, match="num_errors"):
+    pac_bayes.test_set_bound(1.5, 10, delta=0.1)
+  with pytest.raises(ValueError, match="num_examples"):
+    pac_bayes.test_set_bound(0, 0, delta=0.1)
+  with pytest.raises(ValueError, match=r"delta must lie in \(0, 1\)"):
+    pac_bayes.test_set_bound(1, 10, delta=1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Coverage on simulated problems with a known true risk.
+# ----------------------------------------------------------------------------------------------
+
+_DRAWS, _COVERAGE_DELTA = 4000, 0.1
+# A correct bound is violated with probability <= delta per draw, so the violation count exceeds
+# this with probability < 1e-6.
+_MAX_VIOLATIONS = int(scipy.stats.binom.isf(1e-6, _DRAWS, _COVERAGE_DELTA))
+
+
+def test_kl_bound_coverage_with_a_data_dependent_gibbs_posterior(x64):
+  """Five classifiers with known error rates, a uniform prior and Q = the Gibbs posterior of the
+  sample (chosen after seeing it: the bound holds for all Q at once)."""
+  rates, m = np.array([0.05, 0.1, 0.2, 0.3, 0.5]), 100
+  counts = np.random.default_rng(3).binomial(m, rates, size=(_DRAWS, rates.size))
+  logits = -0.5 * counts
+  q = np.exp(logits - logits.max(axis=1, keepdims=True))
+  q /= q.sum(axis=1, keepdims=True)
+  empirical, true = (q * counts / m).sum(axis=1), q @ rates
+  kl = np.sum(scipy.special.xlogy(q, q * rates.size), axis=1)
+  bound = np.asarray(pac_bayes.kl_bound(empirical, kl, m, delta=_COVERAGE_DELTA))
+  assert np.sum(true > bound) <= _MAX_VIOLATIONS
+  assert np.sum(true > empirical) > _MAX_VIOLATIONS  # the check has power: e_hat alone fails it
+  maurer = np.asarray(pac_bayes.maurer_bound(empirical, kl, m, delta=_COVERAGE_DELTA))
+  assert np.sum(true > maurer) <= _MAX_VIOLATIONS
+
+
+def test_test_set_bound_coverage(x64):
+  rate, n = 0.1, 200
+  errors = np.random.default_rng(4).binomial(n, rate, size=_DRAWS)
+  bound = np.asarray(pac_bayes.test_set_bound(errors, n, delta=_COVERAGE_DELTA))
+  assert np.sum(rate > bound) <= _MAX_VIOLATIONS
+  # Exactly: the violation probability is P[k <= k*], k* the largest count whose bound is < rate.
+  table = np.asarray(pac_bayes.test_set_bound(np.arange(n + 1), n, delta=_COVERAGE_DELTA))
+  violation = scipy.stats.binom.cdf(np.flatnonzero(table < rate).max(), n, rate)
+  assert violation <= _COVERAGE_DELTA
+  assert violation > _COVERAGE_DELTA / 2  # and nearly tight: the test-set bound is the reference
+
+
+# ----------------------------------------------------------------------------------------------
+# Perez-Ortiz et al. (2021): the Maurer bound, f_quad and f_lambda.
+# ----------------------------------------------------------------------------------------------
+
+
+def _central_difference(fn, x, step=1e-6):
+  return (fn(x + step) - fn(x - step)) / (2 * step)
+
+
+def test_maurer_bound_f_quad_and_f_lambda_values(x64):
+  error, kl, n, delta = 0.03, 5000.0, 55_000, 0.025
+  budget = (kl + math.log(2 * math.sqrt(n) / delta)) / n
+  maurer = float(pac_bayes.maurer_bound(error, kl, n, delta=delta))
+  np.testing.assert_allclose(maurer, _kl_inverse_reference(error, budget), atol=1e-9)
+  quad = float(pac_bayes.f_quad(error, kl, n, delta=delta))
+  np.testing.assert_allclose(quad, (math.sqrt(error + budget / 2) + math.sqrt(budget / 2)) ** 2,
+                             rtol=1e-12)
+  trade_offs = np.linspace(0.01, 1.99, 2000)
+  lam = np.asarray(pac_bayes.f_lambda(error, kl, n, delta=delta, trade_off=trade_offs))
+  np.testing.assert_allclose(lam, error / (1 - trade_offs / 2)
+                             + budget / (trade_offs * (1 - trade_offs / 2)), rtol=1e-12)
+  # Both relax the kl bound: never below it; f_lambda's best trade-off is the closed form.
+  assert maurer <= quad and np.all(maurer <= lam)
+  best = pac_bayes.f_lambda_trade_off(error, kl, n, delta=delta)
+  at_best = float(pac_bayes.f_lambda(error, kl, n, delta=delta, trade_off=best))
+  assert at_best <= lam.min() + 1e-12
+  np.testing.assert_allclose(at_best, lam.min(), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"trade_off must lie in \(0, 2\)"):
+    pac_bayes.f_lambda(error, kl, n, delta=delta, trade_off=2.0)
+  with pytest.raises(ValueError, match="integer >= 8"):
+    pac_bayes.f_quad(error, kl, 7, delta=delta)
+
+
+def test_maurer_f_quad_f_lambda_gradients_match_finite_differences(x64):
+  n, delta = 10_000, 0.05
+  objectives = {
+      "maurer": lambda e, k, t: pac_bayes.maurer_bound(e, k, n, delta=delta),
+      "f_quad": lambda e, k, t: pac_bayes.f_quad(e, k, n, delta=delta),
+      "f_lambda": lambda e, k, t: pac_bayes.f_lambda(e, k, n, delta=delta, trade_off=t),
+  }
+  for name, fn in objectives.items():
+    for error, kl, trade_off in [(0.05, 300.0, 0.3), (0.2, 2000.0, 1.1)]:
+      grads = jax.jit(jax.grad(fn, argnums=(0, 1, 2)))(error, kl, trade_off)
+      finite = [_central_difference(lambda e: fn(e, kl, trade_off), error),
+                _central_difference(lambda k: fn(error, k, trade_off), kl, step=1e-3),
+                _central_difference(lambda t: fn(error, kl, t), trade_off)]
+      for grad, reference in zip(grads, finite):
+        np.testing.assert_allclose(grad, reference, rtol=1e-6, atol=1e-12, err_msg=name)
+    assert float(jax.grad(objectives["maurer"], argnums=1)(0.05, 300.0, 0.3)) > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The clipped-loss linear bound (science.md §3.2, L_max).
+# ----------------------------------------------------------------------------------------------
+
+
+def test_clipped_loss_bound(x64):
+  loss, kl, n, delta, max_loss = 1.2, 200.0, 50_000, 0.05, 4.0
+  for beta in [2.5, 8.0, 100.0]:
+    expected = (loss + beta / n * (kl + math.log(1 / delta))) / (1 - max_loss / (2 * beta))
+    np.testing.assert_allclose(pac_bayes.clipped_loss_bound(
+        loss, kl, n, beta=beta, delta=delta, max_loss=max_loss), expected, rtol=1e-12)
+  np.testing.assert_allclose(
+      pac_bayes.clipped_loss_bound(0.1, kl, n, beta=2.0, delta=delta, max_loss=1.0),
+      pac_bayes.linear_bound(0.1, kl, n, beta=2.0, delta=delta), rtol=1e-12)
+  with pytest.raises(ValueError, match="exceed max_loss / 2"):
+    pac_bayes.clipped_loss_bound(loss, kl, n, beta=2.0, delta=delta, max_loss=max_loss)
+  with pytest.raises(ValueError, match=r"lie in \[0, max_loss\]"):
+    pac_bayes.clipped_loss_bound(4.5, kl, n, beta=8.0, delta=delta, max_loss=max_loss)
+  with pytest.raises(ValueError, match="max_loss must be positive"):
+    pac_bayes.clipped_loss_bound(loss, kl, n, beta=8.0, delta=delta, max_loss=0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data-dependent priors: the split's accounting.
+# ----------------------------------------------------------------------------------------------
+
+
+def test_data_dependent_prior_certificate_bounds_only_the_unseen_part(x64):
+  num_prior, size = 20, 50
+  inputs = jax.random.normal(jax.random.key(5), (size, 2))
+  inputs = inputs + jnp.sign(inputs @ jnp.array([1.0, 0.0]))[:, None] * jnp.array([[1.0, 0.0]])
+  params = {"w": jnp.array([1.0, 0.0]), "b": jnp.array(0.0)}
+  correct = (_logits(params, inputs) > 0).astype(jnp.float64)
+  # The prior's part is all wrong, the bound's part all right: the bound must see only the latter.
+  labels = jnp.concatenate([1.0 - correct[:num_prior], correct[num_prior:]])
+  posterior = weights.gaussian_posterior(params, jax.tree.map(lambda w: jnp.full_like(w, 1e-6),
+                                                              params))
+  prior_mean = {"w": jnp.array([0.8, 0.1]), "b": jnp.array(0.05)}
+  certificate = pac_bayes.data_dependent_prior_certificate(
+      _error, posterior, (inputs, labels), num_prior_examples=num_prior, prior_mean=prior_mean,
+      prior_variance=0.01, key=jax.random.key(6), num_mc_samples=50)
+  assert certificate.num_examples == size - num_prior
+  assert float(certificate.train_error) == 0.0
+  index = float(certificate.prior_variance_index)
+  variance = 0.1 * math.exp(-index / 100)
+  mean, var = np.array([1.0, 0.0, 0.0]), 1e-6
+  mean0 = np.array([0.8, 0.1, 0.05])
+  kl = 0.5 * np.sum(var / variance + (mean - mean0) ** 2 / variance - 1 - np.log(var / variance))
+  np.testing.assert_allclose(certificate.kl, kl, rtol=1e-9)
+  m = size - num_prior
+  bre = (kl + 2 * math.log(index) + math.log(math.pi ** 2 * m / (6 * 0.025))) / (m - 1)
+  np.testing.assert_allclose(certificate.b_re, bre, rtol=1e-9)
+  chernoff = _kl_inverse_reference(0.0, math.log(2 / 0.01) / 50)
+  np.testing.assert_allclose(certificate.bound, _kl_inverse_reference(chernoff, bre), atol=1e-9)
+  prior_part, bound_part = pac_bayes.split_batch((inputs, labels), num_prior)
+  assert prior_part[0].shape == (num_prior, 2) and bound_part[1].shape == (size - num_prior,)
+  np.testing.assert_array_equal(bound_part[1], labels[num_prior:])
+
+
+def test_split_batch_errors():
+  batch = (jnp.zeros((10, 3)), jnp.zeros(10))
+  with pytest.raises(ValueError, match="at least 2 examples"):
+    pac_bayes.split_batch(batch, 9)
+  with pytest.raises(ValueError, match="num_prior_examples must be an integer >= 1"):
+    pac_bayes.split_batch(batch, 0)
+  with pytest.raises(ValueError, match="leading"):
+    pac_bayes.split_batch((jnp.zeros((10, 3)), jnp.zeros(9)), 4)

@@ -15,7 +15,14 @@ m examples):
 * `linear_bound`: Achille & Soatto's form (science.md §2.3, §4.3),
   ``[1 / (1 - 1/(2 beta))] [e_hat + (beta/m)(KL + log(1/delta))]`` for ``beta > 1/2`` fixed in
   advance. This ``beta`` is the PAC one, ``N beta_mean`` in the information Lagrangian's mean-loss
-  convention (see ``infojax.weights.convert_beta``).
+  convention (see ``infojax.weights.convert_beta``); `clipped_loss_bound`: the same for a loss in
+  ``[0, L_max]`` (clipped cross-entropy, ``beta > L_max/2``; science.md §3.2, Thm 5.5);
+* `maurer_bound`: ``kl(e_hat || e) <= (KL + log(2 sqrt(m)/delta)) / m`` (Maurer 2004), the
+  certificate of Perez-Ortiz et al. (2021, "Tighter risk certificates for neural networks"), with
+  their smooth training relaxations `f_quad` and `f_lambda` (and `f_lambda_trade_off`).
+
+`test_set_bound` is the reference every certificate is compared with: the binomial-tail bound on
+the error of a fixed classifier from its held-out error count (Langford 2005).
 
 Dziugaite & Roy, "Computing nonvacuous generalization bounds for deep (stochastic) neural networks
 with many more parameters than training data" (UAI 2017; code gkdziugaite/pacbayes-opt), science.md
@@ -24,12 +31,17 @@ with many more parameters than training data" (UAI 2017; code gkdziugaite/pacbay
 `dziugaite_roy_fit` optimises the mean, the per-weight variances and ``lambda`` on the Pinsker
 surrogate ``surrogate_loss + sqrt(B_RE / 2)``; `dziugaite_roy_certificate` rounds ``j``, estimates
 the stochastic network's error by Monte Carlo, bounds that estimate with a Chernoff (kl) bound and
-inverts the kl once more: ``e(Q) <= kl^-1(kl^-1(e_mc, log(2/delta')/n), B_RE)``.
+inverts the kl once more: ``e(Q) <= kl^-1(kl^-1(e_mc, log(2/delta')/n), B_RE)``; `certify` does
+that arithmetic for a ``lambda`` on the grid. `data_dependent_prior_certificate` is the same
+certificate with a prior mean learned on a held-out part of the training set (`split_batch`;
+Parrado-Hernandez et al. 2012, Dziugaite & Roy 2018, Perez-Ortiz et al. 2021), computed on the
+rest only.
 
 Validation: concrete (non-traced) arguments out of range raise a ``ValueError``; under ``jax.jit``
 nothing is checked (`linear_bound` returns NaN for ``beta <= 1/2``).
 """
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -240,6 +252,179 @@ def linear_bound(train_loss, kl, num_examples, *, beta, delta) -> jax.Array:
   return jnp.where(beta > 0.5, value, jnp.nan)
 
 
+def clipped_loss_bound(train_loss, kl, num_examples, *, beta, delta, max_loss) -> jax.Array:
+  """The linear bound for a loss in ``[0, L_max]``, e.g. cross-entropy clipped at ``L_max``.
+
+  ``L_test(Q) <= [1 / (1 - L_max/(2 beta))] [E_Q L_D + (beta/N)(KL(Q||P) + log(1/delta))]`` for
+  ``beta > L_max / 2`` fixed in advance (science.md §3.2, Thm 5.5 with the clipped cross-entropy):
+  `linear_bound` applied to ``L / L_max`` at ``beta / L_max``, times ``L_max``. So the quantity the
+  information Lagrangian minimises (summed-loss ``beta``) is certified for the clipped loss.
+
+  Args:
+    train_loss: ``E_Q L_D``, the mean clipped loss of Q, in ``[0, max_loss]``.
+    kl: ``KL(Q || P)``, nats.
+    num_examples: N >= 2.
+    beta: the PAC trade-off, > ``max_loss / 2``.
+    delta: the confidence parameter in (0, 1).
+    max_loss: ``L_max > 0``, the clipping level (nats for cross-entropy).
+
+  Returns:
+    The bound on the expected clipped loss; NaN where ``beta <= max_loss / 2`` under jit.
+  """
+  max_loss = _check("clipped_loss_bound: max_loss", max_loss, lambda v: v > 0, "be positive")
+  scaled = _check("train_loss", _float(train_loss) / max_loss, lambda v: (v >= 0) & (v <= 1),
+                  "lie in [0, max_loss] (divided by max_loss, the values must lie in [0, 1])")
+  beta = _check("clipped_loss_bound: beta", _float(beta) / max_loss, lambda v: v > 0.5,
+                "exceed max_loss / 2 (divided by max_loss, the values must exceed 1/2)")
+  return max_loss * linear_bound(scaled, kl, num_examples, beta=beta, delta=delta)
+
+
+# ----------------------------------------------------------------------------------------------
+# Perez-Ortiz, Rivasplata, Shawe-Taylor & Szepesvari (2021), "Tighter risk certificates for neural
+# networks" (JMLR 2021): the Maurer kl bound and its two training relaxations.
+# ----------------------------------------------------------------------------------------------
+
+
+def _maurer_budget(kl, num_examples, delta):
+  """``(KL + log(2 sqrt(n) / delta)) / n``."""
+  return (kl + jnp.log(2.0 * jnp.sqrt(num_examples) / delta)) / num_examples
+
+
+def _maurer_inputs(train_error, kl, num_examples, delta):
+  return (_in_unit_interval("train_error", train_error), _non_negative("kl", kl),
+          _count("num_examples", num_examples, minimum=8), _confidence("delta", delta))
+
+
+def maurer_bound(train_error, kl, num_examples, *, delta) -> jax.Array:
+  """The PAC-Bayes-kl bound ``kl^-1(e_hat, (KL + log(2 sqrt(n)/delta)) / n)`` (Maurer 2004).
+
+  The certificate of Perez-Ortiz et al. (2021; Maurer's form, valid for ``n >= 8``), tighter than
+  `kl_bound`'s ``log(n/delta) / (n - 1)`` for large n. Differentiable through `kl_inverse`.
+
+  Args:
+    train_error: ``e_hat``, the empirical risk of Q in [0, 1].
+    kl: ``KL(Q || P)``, nats.
+    num_examples: n >= 8.
+    delta: the confidence parameter in (0, 1).
+
+  Returns:
+    The bound, in [e_hat, 1].
+  """
+  train_error, kl, n, delta = _maurer_inputs(train_error, kl, num_examples, delta)
+  return kl_inverse(train_error, _maurer_budget(kl, n, delta))
+
+
+def f_quad(train_loss, kl, num_examples, *, delta) -> jax.Array:
+  """``(sqrt(e_hat + B/2) + sqrt(B/2))^2``, ``B = (KL + log(2 sqrt(n)/delta)) / n``.
+
+  Perez-Ortiz et al. (2021), the ``f_quad`` training objective: an upper bound on
+  `maurer_bound` (from ``kl(q||p) >= (p - q)^2 / (2p)``), smooth in all arguments, tighter than
+  the Pinsker form ``e_hat + sqrt(B/2)`` when ``e_hat`` is small.
+
+  Args:
+    train_loss: the empirical risk of Q in [0, 1] (a surrogate in training).
+    kl, num_examples, delta: as in `maurer_bound`.
+
+  Returns:
+    The objective (may exceed 1).
+  """
+  train_loss, kl, n, delta = _maurer_inputs(train_loss, kl, num_examples, delta)
+  half_budget = _maurer_budget(kl, n, delta) / 2.0
+  return (jnp.sqrt(train_loss + half_budget) + jnp.sqrt(half_budget)) ** 2
+
+
+def f_lambda(train_loss, kl, num_examples, *, delta, trade_off) -> jax.Array:
+  """``e_hat / (1 - l/2) + B / (l (1 - l/2))`` for ``l`` in (0, 2): the ``f_lambda`` objective.
+
+  Perez-Ortiz et al. (2021; Thiemann et al. 2017): with ``B = (KL + log(2 sqrt(n)/delta)) / n``
+  it upper-bounds `maurer_bound` for every ``l`` in (0, 2), so ``l`` may be optimised jointly
+  with Q (no union bound needed: only the final `maurer_bound` is the certificate). Its minimiser
+  over ``l`` is `f_lambda_trade_off`.
+
+  Args:
+    train_loss: the empirical risk of Q in [0, 1].
+    kl, num_examples, delta: as in `maurer_bound`.
+    trade_off: ``l`` in (0, 2).
+
+  Returns:
+    The objective; NaN where ``l`` is outside (0, 2) under jit.
+  """
+  train_loss, kl, n, delta = _maurer_inputs(train_loss, kl, num_examples, delta)
+  trade_off = _check("f_lambda: trade_off", trade_off, lambda v: (v > 0) & (v < 2),
+                     "lie in (0, 2)")
+  shrink = 1.0 - trade_off / 2.0
+  value = train_loss / shrink + _maurer_budget(kl, n, delta) / (trade_off * shrink)
+  return jnp.where((trade_off > 0) & (trade_off < 2), value, jnp.nan)
+
+
+def f_lambda_trade_off(train_loss, kl, num_examples, *, delta) -> jax.Array:
+  """``l* = 2 / (sqrt(2 e_hat / B + 1) + 1)``, the minimiser of `f_lambda` over ``l``.
+
+  Thiemann et al. (2017), the closed-form step of the alternating minimisation (Perez-Ortiz et al.
+  2021 optimise ``l`` by gradient instead); ``B`` as in `f_lambda`.
+  """
+  train_loss, kl, n, delta = _maurer_inputs(train_loss, kl, num_examples, delta)
+  return 2.0 / (jnp.sqrt(2.0 * train_loss / _maurer_budget(kl, n, delta) + 1.0) + 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The test-set bound (Langford 2005): the reference for every certificate.
+# ----------------------------------------------------------------------------------------------
+
+
+def _binomial_cdf(k, n, p):
+  """``P[Binomial(n, p) <= k] = I_{1-p}(n - k, k + 1)``; 1 where ``k >= n``."""
+  below = k < n
+  return jnp.where(below, jax.scipy.special.betainc(jnp.where(below, n - k, 1.0), k + 1.0, 1.0 - p),
+                   1.0)
+
+
+@jax.jit
+def _test_set_bound(k, n, delta):
+  shape = jnp.broadcast_shapes(k.shape, n.shape, delta.shape)
+  k, n, delta = (jnp.broadcast_to(x, shape) for x in (k, n, delta))
+
+  def bisect(_, bracket):
+    low, high = bracket
+    middle = 0.5 * (low + high)
+    plausible = _binomial_cdf(k, n, middle) >= delta
+    return jnp.where(plausible, middle, low), jnp.where(plausible, high, middle)
+
+  _, high = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (jnp.zeros_like(k), jnp.ones_like(k)))
+  return jnp.where(k < n, high, 1.0)
+
+
+def test_set_bound(num_errors, num_examples, *, delta) -> jax.Array:
+  """The binomial-tail bound ``sup {p : P[Binomial(n, p) <= k] >= delta}`` on the true error.
+
+  Langford (2005), "Tutorial on practical prediction theory for classification" (JMLR): for
+  a classifier fixed before ``n`` i.i.d. held-out examples on which it makes ``k`` errors, the
+  true error is at most this with probability >= ``1 - delta`` (the one-sided Clopper-Pearson
+  limit). The binomial CDF decreases in ``p``; 64 bisection steps on [0, 1] return the upper end
+  of the final bracket (errs upward). ``k = 0`` gives ``1 - delta^(1/n)``; ``k = n`` gives 1.
+
+  Args:
+    num_errors: k, integers in [0, num_examples], any shape.
+    num_examples: n >= 1, broadcast against ``num_errors``.
+    delta: the confidence parameter in (0, 1), broadcast.
+
+  Returns:
+    The broadcast shape, in [k/n, 1]; float64 under x64 (float32 resolves the CDF to ~1e-7).
+
+  Cost: 64 regularised incomplete beta evaluations per element.
+  """
+  k = _check("num_errors", num_errors, lambda v: (v >= 0) & (v == np.round(v)),
+             "be non-negative integers (error counts)")
+  n = _check("num_examples", num_examples, lambda v: (v >= 1) & (v == np.round(v)),
+             "be integers >= 1")
+  host_k, host_n = host_value(k), host_value(n)
+  if host_k is not None and host_n is not None and np.any(host_k > host_n):
+    raise ValueError("num_errors must not exceed num_examples.")
+  delta = _confidence("delta", delta)
+  dtype = jnp.result_type(k, n, delta)
+  return _test_set_bound(k.astype(dtype), n.astype(dtype), delta.astype(dtype))
+
+
 # ----------------------------------------------------------------------------------------------
 # Dziugaite & Roy (2017): the union bound over the prior variance and the certificate.
 # ----------------------------------------------------------------------------------------------
@@ -263,6 +448,21 @@ def _check_grid(prior_variance, b, c) -> jax.Array:
       f"be positive and at most c exp(-1/b) = {largest:.6g} (grid index j = b log(c / lambda) >= 1 "
       "for the union bound over j; 1e-6 relative slack for rounding)")
   return jnp.maximum(prior_variance_index(prior_variance, b=b, c=c), 1.0)
+
+
+_GRID_TOLERANCE = 1e-3  # |j - round(j)| accepted as on the grid (float32 rounding of j)
+
+
+def _check_on_grid(prior_variance, b, c) -> jax.Array:
+  """The rounded grid index of ``prior_variance``; raises unless it is an integer j >= 1."""
+  index = _check_grid(prior_variance, b, c)
+  host = host_value(index)
+  if host is not None and np.any(np.abs(host - np.round(host)) > _GRID_TOLERANCE):
+    raise ValueError(
+        "prior_variance must lie on the union-bound grid c exp(-j/b) with j = 1, 2, ... (b = "
+        f"{b}, c = {c}); got grid indices j = b log(c / prior_variance) in [{host.min()}, "
+        f"{host.max()}]. Round j (prior_variance_from_index(round(j))) and recompute the KL.")
+  return jnp.round(index)
 
 
 def _bre_from_index(kl, num_examples, delta, index):
@@ -400,7 +600,7 @@ class Certificate(NamedTuple):
     monte_carlo_error_bound: ``kl^-1(e_mc, log(2/delta')/n)`` >= the empirical risk of Q.
     kl: ``KL(Q || N(w0, lambda I))`` at the certified ``lambda``.
     prior_variance: the certified ``lambda = c exp(-j/b)``.
-    prior_variance_index: ``j`` (an integer after `dziugaite_roy_certificate`'s rounding).
+    prior_variance_index: ``j``, the integer grid index of ``prior_variance`` (see `certify`).
     b_re: `dziugaite_roy_bre`.
     bound: ``kl^-1(monte_carlo_error_bound, b_re)``, the certified bound on the risk of Q.
     pinsker_bound: ``monte_carlo_error_bound + sqrt(b_re / 2)`` (looser; for comparison).
@@ -429,8 +629,11 @@ def certify(train_error, num_mc_samples: int, kl, num_examples: int, *, prior_va
             delta=0.025, delta_monte_carlo=0.01, b: float = 100.0, c: float = 0.1) -> Certificate:
   """The certificate's arithmetic from its ingredients (no sampling).
 
-  Valid as a bound when ``b log(c / prior_variance)`` is an integer (`dziugaite_roy_certificate`
-  rounds it); with a non-integer index it reproduces the numbers of a continuous ``lambda``.
+  The union bound behind ``B_RE`` covers only the grid ``lambda = c exp(-j/b)``, ``j = 1, 2, ...``,
+  so ``prior_variance`` must lie on it: an index ``j = b log(c / prior_variance)`` more than 1e-3
+  from an integer (the slack covers float32 rounding of ``j`` down to ``lambda = c e^-20``) raises
+  a ``ValueError`` (round ``j`` first, as `dziugaite_roy_certificate` does, and recompute the KL
+  there). A traced ``prior_variance`` cannot be checked: the caller vouches for it.
 
   Args:
     train_error: ``e_mc``, the mean 0-1 training error of ``num_mc_samples`` networks drawn from Q.
@@ -444,12 +647,12 @@ def certify(train_error, num_mc_samples: int, kl, num_examples: int, *, prior_va
   Returns:
     A `Certificate`.
   """
+  index = _check_on_grid(prior_variance, b, c)
   mc_bound = monte_carlo_error_bound(train_error, num_mc_samples, delta=delta_monte_carlo)
   bre = dziugaite_roy_bre(kl, num_examples, delta=delta, prior_variance=prior_variance, b=b, c=c)
   return Certificate(
       train_error=_float(train_error), monte_carlo_error_bound=mc_bound, kl=_float(kl),
-      prior_variance=_float(prior_variance),
-      prior_variance_index=prior_variance_index(prior_variance, b=b, c=c), b_re=bre,
+      prior_variance=_float(prior_variance), prior_variance_index=index, b_re=bre,
       bound=kl_inverse(mc_bound, bre), pinsker_bound=pinsker_bound(mc_bound, bre), delta=delta,
       delta_monte_carlo=delta_monte_carlo, total_delta=delta + delta_monte_carlo,
       num_examples=num_examples, num_mc_samples=num_mc_samples)
@@ -483,7 +686,9 @@ def dziugaite_roy_certificate(error_fn, posterior: posterior_lib.GaussianPosteri
   Returns:
     A `Certificate`.
 
-  Cost: ``num_mc_samples`` evaluations of ``error_fn`` (sequential, memory of one).
+  Cost: ``num_mc_samples`` evaluations of ``error_fn`` (sequential, memory of one). The sampling
+  loop compiles once per ``error_fn`` object, ``num_mc_samples`` and batch shape: repeated calls
+  with the same ``error_fn`` reuse it (a new lambda per call would recompile).
   """
   index = float(prior_variance_index(prior_variance, b=b, c=c))
   best = None
@@ -493,11 +698,82 @@ def dziugaite_roy_certificate(error_fn, posterior: posterior_lib.GaussianPosteri
                                                          prior_mean=prior_mean))
     bre = dziugaite_roy_bre(kl, num_examples, delta=delta, prior_variance=variance, b=b, c=c)
     if best is None or float(bre) < best[0]:
-      best = (float(bre), rounded, variance, kl)
-  _, index, variance, kl = best
-  errors = jax.jit(lambda p, d, k: posterior_lib.sampled_losses(
-      error_fn, p, d, key=k, num_samples=num_mc_samples))(posterior, batch, key)
-  certificate = certify(jnp.mean(errors), num_mc_samples, kl, num_examples,
-                        prior_variance=variance, delta=delta, delta_monte_carlo=delta_monte_carlo,
-                        b=b, c=c)
-  return certificate._replace(prior_variance_index=jnp.asarray(index))
+      best = (float(bre), variance, kl)
+  _, variance, kl = best
+  errors = _sampled_errors(error_fn, posterior, batch, key, num_samples=num_mc_samples)
+  return certify(jnp.mean(errors), num_mc_samples, kl, num_examples, prior_variance=variance,
+                 delta=delta, delta_monte_carlo=delta_monte_carlo, b=b, c=c)
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames="num_samples")
+def _sampled_errors(error_fn, posterior, batch, key, *, num_samples):
+  """`posterior_lib.sampled_losses`, compiled once per ``error_fn`` (hashed by identity)."""
+  return posterior_lib.sampled_losses(error_fn, posterior, batch, key=key, num_samples=num_samples)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data-dependent priors (Parrado-Hernandez et al. 2012; Dziugaite & Roy 2018; Perez-Ortiz et al.
+# 2021): the prior is learned on one part of the training set, the bound computed on the rest.
+# ----------------------------------------------------------------------------------------------
+
+
+def split_batch(batch, num_prior_examples: int):
+  """Splits a training set into the prior's part (the first examples) and the bound's part.
+
+  The split must be fixed before the data are seen (e.g. after a shuffle with a fixed key): it is
+  not paid for by any union bound. Learn the prior mean on the first part only; the bound then
+  holds for any Q (which may use the whole set) with the empirical risk of the second part.
+
+  Args:
+    batch: a pytree whose leaves share the leading (example) axis N.
+    num_prior_examples: the number of examples the prior may see, in [1, N - 2].
+
+  Returns:
+    ``(prior_batch, bound_batch)``: the leaves' first ``num_prior_examples`` and remaining
+    ``N - num_prior_examples`` rows.
+  """
+  sizes = {leaf.shape[0] for leaf in jax.tree.leaves(batch)}
+  if len(sizes) != 1:
+    raise ValueError(f"batch: every leaf must share its leading (example) axis; got sizes {sizes}.")
+  (size,) = sizes
+  num_prior_examples = _count("num_prior_examples", num_prior_examples)
+  if num_prior_examples > size - 2:
+    raise ValueError(f"num_prior_examples must leave at least 2 examples for the bound; got "
+                     f"{num_prior_examples} of {size}.")
+  return (jax.tree.map(lambda leaf: leaf[:num_prior_examples], batch),
+          jax.tree.map(lambda leaf: leaf[num_prior_examples:], batch))
+
+
+def data_dependent_prior_certificate(error_fn, posterior: posterior_lib.GaussianPosterior, batch,
+                                     *, num_prior_examples: int, prior_mean, prior_variance,
+                                     key: jax.Array, num_mc_samples: int, delta=0.025,
+                                     delta_monte_carlo=0.01, b: float = 100.0,
+                                     c: float = 0.1) -> Certificate:
+  """The Dziugaite-Roy certificate with a prior mean learned on held-out training examples.
+
+  Parrado-Hernandez et al. (2012), Dziugaite & Roy (2018), Perez-Ortiz et al. (2021): the prior
+  ``N(prior_mean, lambda I)`` may depend on ``split_batch(batch, num_prior_examples)[0]``; the
+  bound is `dziugaite_roy_certificate` on the other part only, with ``m = N - num_prior_examples``
+  (the examples the prior did not see), so that a closer prior (smaller KL) is paid for by a
+  smaller m. ``lambda`` is still chosen on the Dziugaite-Roy grid under its union bound.
+
+  Args:
+    error_fn: ``error_fn(params, batch) -> scalar``, the mean 0-1 error of one network on a batch.
+    posterior: the `GaussianPosterior` Q (trained on any part of ``batch``).
+    batch: the whole training set, a pytree with leading axis N; its first ``num_prior_examples``
+      examples are the prior's.
+    num_prior_examples: the size of the prior's part, in [1, N - 2].
+    prior_mean: the prior mean, learned on the prior's part only (a pytree like the weights).
+    prior_variance, key, num_mc_samples, delta, delta_monte_carlo, b, c: as in
+      `dziugaite_roy_certificate`.
+
+  Returns:
+    A `Certificate` whose ``num_examples`` is ``N - num_prior_examples``.
+
+  Cost: as `dziugaite_roy_certificate` on ``N - num_prior_examples`` examples.
+  """
+  _, bound_batch = split_batch(batch, num_prior_examples)
+  return dziugaite_roy_certificate(
+      error_fn, posterior, bound_batch, num_examples=jax.tree.leaves(bound_batch)[0].shape[0],
+      prior_mean=prior_mean, prior_variance=prior_variance, key=key,
+      num_mc_samples=num_mc_samples, delta=delta, delta_monte_carlo=delta_monte_carlo, b=b, c=c)
