@@ -236,7 +236,8 @@ def _smoke_config(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pac_bayes_bound", "random_labels", "structure_function",
                                   "bias_variance", "fisher_vs_batch", "sgd_noise",
-                                  "critical_periods"])
+                                  "critical_periods", "effective_information", "ib_curve",
+                                  "vib"])
 def test_small_experiments_on_two_processes_equal_one_process(tmp_path, name):
   """Each process runs the small full-batch experiment whole; process 0 writes the same records."""
   experiment = importlib.import_module(f"infojax.experiments.{name}")
