@@ -55,7 +55,7 @@ def get_config(arg=None):
   config.pac_bayes.batch_size = 100
   config.pac_bayes.optimizer = config_lib.optimizer_config(
       name="rmsprop", lr=3e-3, schedule="piecewise", decay_epochs=(3000,), decay_factor=0.1)
-  config.pac_bayes.log_every = 100  # epochs per metrics record (and per compiled chunk)
+  config.pac_bayes.log_every = 100  # epochs per metrics record
   config.pac_bayes.posterior_std_scale = 2.0  # initial std = 2 |w|
   config.pac_bayes.posterior_min_variance = 1e-8  # floor of the initial variances (zero biases)
   config.pac_bayes.prior_variance_init = math.exp(-6.0)

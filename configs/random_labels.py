@@ -40,7 +40,7 @@ def get_config(arg=None):
   config.sweep.beta_min = 1e-3
   config.sweep.num_betas = 13  # log-spaced: 10, 4.64, 2.15, 1, ..., 1e-3
   config.sweep.report_betas = (1.0, 0.1, 0.01)  # grid points shown against the fraction
-  config.sweep.num_epochs = 300  # full-batch steps per beta
+  config.sweep.num_steps = 300  # full-batch steps per beta
   config.sweep.optimizer = config_lib.optimizer_config(name="adam", lr=1e-2)
   config.sweep.eval_samples = 32
 
@@ -53,7 +53,7 @@ def get_config(arg=None):
     config.sweep.beta_min = 0.01
     config.sweep.num_betas = 3
     config.sweep.report_betas = (1.0, 0.1)
-    config.sweep.num_epochs = 40
+    config.sweep.num_steps = 40
     config.sweep.eval_samples = 4
   elif arg not in (None, ""):
     raise ValueError(f"configs/random_labels.py: unknown config argument {arg!r}; use none or "

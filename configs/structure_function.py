@@ -9,7 +9,7 @@ A smoke run (seconds): --config=configs/structure_function.py:smoke. A rerun in 
 starts over. For each dataset and for real and uniformly random labels, the information Lagrangian
 ``E_Q L_D + beta KL(Q || P)`` (``beta`` for the summed loss, nats) is minimised over a diagonal
 Gaussian ``Q`` for ``num_betas`` log-spaced ``beta`` from ``beta_max`` down to ``beta_min``,
-``num_epochs`` full-batch steps each, warm-started from ``Q = P = N(w0, prior_variance I)``.
+``num_steps`` full-batch steps each, warm-started from ``Q = P = N(w0, prior_variance I)``.
 """
 
 import ml_collections
@@ -31,7 +31,7 @@ def get_config(arg=None):
   config.beta_max = 10.0
   config.beta_min = 1e-3
   config.num_betas = 13
-  config.num_epochs = 300  # full-batch steps per beta
+  config.num_steps = 300  # full-batch steps per beta
   config.optimizer = config_lib.optimizer_config(name="adam", lr=1e-2)
   config.eval_samples = 32  # weight draws for the reported E_Q L_D
   config.knee_tolerance = 1.0  # nats of code length (see infojax.weights.kolmogorov_knee)
@@ -43,7 +43,7 @@ def get_config(arg=None):
     config.beta_max = 1.0
     config.beta_min = 0.01
     config.num_betas = 3
-    config.num_epochs = 40
+    config.num_steps = 40
     config.eval_samples = 4
   elif arg not in (None, ""):
     raise ValueError(f"configs/structure_function.py: unknown config argument {arg!r}; use none "

@@ -288,8 +288,8 @@ def test_log_linear_fit_recovers_exponents():
 
 
 def test_digits_measurements_under_vmap_match_a_per_network_brute_force():
-  from infojax.experiments import random_labels
-  apply_fn, params = random_labels.init_mlp((6,), 4, (5,), jax.random.key(0))
+  from infojax.experiments import common
+  apply_fn, params = common.init_mlp((6,), 4, (5,), jax.random.key(0))
   noise = jax.tree.map(lambda w: 0.3 * jax.random.normal(jax.random.key(1), (3, *w.shape)), params)
   stacked = jax.tree.map(lambda w, n: (w[None] + n).reshape(1, 3, *w.shape), params, noise)
   inputs = jax.random.normal(jax.random.key(2), (12, 5))

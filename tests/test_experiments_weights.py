@@ -15,6 +15,7 @@ import scipy.optimize
 
 from infojax.experiments import bias_variance
 from infojax.experiments import pac_bayes_bound
+from infojax.experiments import common
 from infojax.experiments import random_labels
 from infojax.experiments import structure_function
 
@@ -84,10 +85,10 @@ def test_loss_per_information_recovers_a_linear_slope():
 
 
 def test_beta_grid_and_binary_labels():
-  grid = random_labels.beta_grid(10.0, 1e-3, 13)
+  grid = common.beta_grid(10.0, 1e-3, 13)
   np.testing.assert_allclose(grid, 10.0 ** np.linspace(1, -3, 13), rtol=1e-12)
   with pytest.raises(ValueError, match="beta_min"):
-    random_labels.beta_grid(1.0, 2.0, 3)
+    common.beta_grid(1.0, 2.0, 3)
   np.testing.assert_array_equal(pac_bayes_bound.binary_labels([0, 4, 5, 9], threshold=5),
                                 [0, 0, 1, 1])
 
@@ -100,15 +101,22 @@ def test_initial_posterior_floors_the_variance_of_zero_weights():
 
 
 def test_load_splits_subsets_and_standardises():
-  splits = random_labels.load_splits("digits", num_train=300, seed=1)
+  splits = common.load_splits("digits", num_train=300, seed=1)
   assert splits["train"]["image"].shape == (300, 8, 8, 1)
   assert splits["test"]["label"].shape == (360,)
   assert abs(float(splits["train"]["image"].mean())) < 1e-5
   assert float(splits["train"]["image"].std()) == pytest.approx(1.0, rel=1e-4)
-  other = random_labels.load_splits("digits", num_train=300, seed=2)
+  other = common.load_splits("digits", num_train=300, seed=2)
   assert not np.array_equal(splits["train"]["label"], other["train"]["label"])
   with pytest.raises(ValueError, match="num_train"):
-    random_labels.load_splits("digits", num_train=10 ** 6)
+    common.load_splits("digits", num_train=10 ** 6)
+  # Per process: on one process its share is the whole split, standardised the same way.
+  whole, local = common.load_splits("digits"), common.load_splits("digits", process_local=True)
+  for split in ("train", "test"):
+    for name in ("image", "label"):
+      np.testing.assert_array_equal(local[split][name], whole[split][name])
+  with pytest.raises(ValueError, match="process_local"):
+    common.load_splits("digits", num_train=300, process_local=True)
 
 
 def test_fisher_information_matches_the_closed_form_of_softmax_regression():
@@ -128,8 +136,8 @@ def test_fisher_information_matches_the_closed_form_of_softmax_regression():
   def apply_fn(p, x):
     return x @ p["w"] + p["b"][None, :]
 
-  result = random_labels.fisher_information(apply_fn, params, (inputs, labels), beta=beta,
-                                            prior_variance=prior_variance, prior_mean=prior_mean)
+  result = common.fisher_information(apply_fn, params, (inputs, labels), beta=beta,
+                                     prior_variance=prior_variance, prior_mean=prior_mean)
   x = inputs.astype(np.float64)
   logits = x @ np.asarray(params["w"], np.float64) + np.asarray(params["b"], np.float64)
   probs = np.exp(logits - logits.max(-1, keepdims=True))

@@ -130,3 +130,31 @@ def test_invalid_betas():
     with pytest.raises(ValueError, match="betas"):
       weights.trace_structure_function(_quadratic_loss, start, None, betas, key=jax.random.key(0),
                                        optimizer=optax.sgd(0.1), prior_variance=1.0, num_steps=1)
+
+
+def test_repeated_sweeps_with_equal_static_settings_compile_once():
+  traces = []
+
+  def counting_loss(params, batch):
+    traces.append(None)  # runs only while jax traces the sweep
+    return _quadratic_loss(params, batch)
+
+  optimizer = optax.adam(1e-2)
+  start = weights.gaussian_posterior(jnp.zeros(_NUM_WEIGHTS), 1.0)
+  options = dict(optimizer=optimizer, num_steps=5, eval_samples=4)
+  first = weights.trace_structure_function(counting_loss, start, None, [1.0, 0.1],
+                                           key=jax.random.key(0), prior_variance=1.0, **options)
+  traced = len(traces)
+  assert traced > 0
+  # New trade-offs, key, prior variance and start: the same program.
+  second = weights.trace_structure_function(
+      counting_loss, weights.gaussian_posterior(jnp.ones(_NUM_WEIGHTS), 0.5), None, [2.0, 0.5],
+      key=jax.random.key(1), prior_variance=0.5, **options)
+  assert len(traces) == traced
+  np.testing.assert_allclose(second.beta, [2.0, 0.5], rtol=1e-6)
+  assert not np.allclose(second.information, first.information)
+  # A different static setting compiles anew.
+  weights.trace_structure_function(counting_loss, start, None, [1.0, 0.1], key=jax.random.key(0),
+                                   prior_variance=1.0, optimizer=optimizer, num_steps=6,
+                                   eval_samples=4)
+  assert len(traces) > traced

@@ -53,7 +53,8 @@ def test_warmup_is_linear_then_the_schedule():
 
 
 @pytest.mark.parametrize("fields, match", [
-    ({"name": "rmsprop"}, "name must be one of"),
+    ({"name": "rprop"}, "name must be one of"),
+    ({"name": "rmsprop", "rmsprop_decay": 1.0}, "rmsprop_decay"),
     ({"schedule": "linear"}, "schedule must be one of"),
     ({"schedule": "piecewise", "decay_epochs": (3, 2)}, "strictly increasing"),
     ({"weight_decay": -1.0}, "weight_decay"),
@@ -113,6 +114,31 @@ def test_adamw_decay_is_decoupled_and_adam_decay_is_coupled():
                          [jnp.asarray(g)])
   d = g + wd * w0
   np.testing.assert_allclose(adam, w0 - lr * d / (np.abs(d) + eps), rtol=1e-6)
+
+
+def test_rmsprop_matches_optax_with_the_schedule_and_coupled_weight_decay():
+  import optax  # pylint: disable=import-outside-toplevel
+  w0 = jnp.asarray([1.0, -2.0, 0.5])
+  grads = [jnp.asarray([0.5, -0.25, 2.0]), jnp.asarray([-1.0, 0.75, 0.1]),
+           jnp.asarray([0.3, 0.3, -0.6])]
+  lr, decay, wd = 0.1, 0.8, 0.01
+  fields = {"name": "rmsprop", "lr": lr, "rmsprop_decay": decay, "weight_decay": wd,
+            "schedule": "piecewise", "decay_epochs": (2,), "decay_factor": 0.5}
+  optimizer = train.make_optimizer(config_lib.optimizer_config(**fields), steps_per_epoch=1,
+                                   num_epochs=3)
+  reference = optax.rmsprop(lambda step: jnp.where(step >= 2, 0.5 * lr, lr), decay=decay)
+  params, state = w0, optimizer.init(w0)
+  expected, reference_state = w0, reference.init(w0)
+  for grad in grads:
+    updates, state = optimizer.update(grad, state, params)
+    params = params + updates
+    reference_updates, reference_state = reference.update(grad + wd * expected, reference_state)
+    expected = expected + reference_updates
+    np.testing.assert_allclose(params, expected, rtol=1e-6)
+  # The default decay is 0.9: one step from zero state scales by 1 / sqrt(0.1 g^2 + eps).
+  (default,) = _two_updates({"name": "rmsprop", "lr": lr}, w0, grads[:1])
+  np.testing.assert_allclose(default, w0 - lr * grads[0] / (np.sqrt(0.1) * np.abs(grads[0])),
+                             rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ from infojax.activations import disentanglement
 from infojax.activations import vae
 from infojax.data.builders import sprites
 from infojax.experiments import effective_information
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -542,7 +542,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f"{spec.name}, seed {seed}: traversals from one sprite\n(rows by KL; "
                          "factor of largest information)")
       records.extend(chunks + [record])
-      random_labels.write_records(metrics_path, records)   # atomic: a resume point
+      common.write_records(metrics_path, records)   # atomic: a resume point
   runs = [r for r in records if r["kind"] == "run"]
   chunks = [r for r in records if r["kind"] == "chunk"]
   names = [spec.name for spec in specs]
@@ -563,8 +563,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return {}
   _plot_kl(os.path.join(workdir, KL_PLOT), chunks, capacity_runs)
   _plot_metrics(os.path.join(workdir, METRICS_PLOT), runs, names)
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE),
-                              _summary_lines(config, grid, names, runs, capacity_runs, summary))
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE),
+                       _summary_lines(config, grid, names, runs, capacity_runs, summary))
   return summary
 
 

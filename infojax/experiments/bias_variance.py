@@ -7,7 +7,7 @@ fitting everything costs test accuracy), then plot the test error of each soluti
 number of parameters and against the information in its weights.
 
 The information estimator is the closed form around the trained weights ``w*``
-(`infojax.experiments.random_labels.fisher_information`; science.md §2.6, corrected form):
+(`infojax.experiments.common.fisher_information`; science.md §2.6, corrected form):
 ``KL(Q*||P) = ||w* - w0||^2 / (2 lambda^2) + 1/2 sum_j g(lambda^2 h_j / beta_mean)`` with ``h`` the
 exact true-Fisher diagonal on the training set, ``P = N(w0, lambda^2 I)`` at the initialisation and
 ``beta`` for the summed loss (``beta = 1``: the Bayesian / MDL trade-off). It is reported at the
@@ -33,7 +33,7 @@ from infojax import config as config_lib
 from infojax import data
 from infojax import io
 from infojax import weights
-from infojax.experiments import random_labels as common
+from infojax.experiments import common
 
 PLOT_FILE = "bias_variance.png"
 

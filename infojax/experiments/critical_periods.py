@@ -47,7 +47,7 @@ from infojax import parallel
 from infojax import train
 from infojax.dynamics import deficits
 from infojax.experiments import info_plot
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "critical_periods.png"
@@ -213,7 +213,7 @@ def _run_deficit(config, kind, runs, setup, workdir, records):
         # Metrics first: a run killed in between resumes from the older checkpoint and redoes
         # the epochs after it, so no metric is lost or doubled.
         others = [r for r in records if r["deficit"] != kind]
-        random_labels.write_records(os.path.join(workdir, METRICS_FILE), others + done)
+        common.write_records(os.path.join(workdir, METRICS_FILE), others + done)
         checkpointer.save(epoch, state)
   finals = [dict(r, kind="final") for r in done if r["epoch"] == r["end"]]
   return done + finals
@@ -327,7 +327,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   runs = sweep_runs(config)
   workdir = config_lib.prepare_workdir(config, workdir)
   num_epochs = config.num_epochs
-  splits = random_labels.load_splits(config.dataset, data_dir=config.data_dir)
+  splits = common.load_splits(config.dataset, data_dir=config.data_dir)
   if splits["train"]["image"].ndim != 4:
     raise ValueError(f"critical_periods: dataset {config.dataset!r} must hold images "
                      f"(N, H, W, C); got shape {splits['train']['image'].shape}.")
@@ -357,11 +357,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       continue
     others = [r for r in records if r["deficit"] != kind]
     records = others + _run_deficit(config, kind, runs, setup, workdir, records)
-    random_labels.write_records(path, records)
+    common.write_records(path, records)
 
   if not io.is_primary_process():
     return {}
   summary, lines = _summarise(config, records)
   _plot(config, records, os.path.join(workdir, PLOT_FILE))
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

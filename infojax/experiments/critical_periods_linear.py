@@ -41,7 +41,7 @@ import numpy as np
 from infojax import config as config_lib
 from infojax import io
 from infojax.dynamics import deep_linear
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -275,7 +275,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       new = [r for r in unit_records(task, config, depth) if record_key(r) not in present]
       records.extend(new)
       present.update(record_key(r) for r in new)
-      random_labels.write_records(metrics_path, records)  # atomic: a resume point
+      common.write_records(metrics_path, records)  # atomic: a resume point
   summary, lines, curves = _summarise(records, config, depths)
   if not io.is_primary_process():
     return {}
@@ -290,5 +290,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f"{config.deficit_length} steps from each onset {tuple(config.deficit_onsets)}; "
       f"{config.num_seeds} seeds. Imbalance: sum(K_a - K_b) / sum(K_a + K_b) of the pathways' "
       "mode strengths.")
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), [header, *lines])
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), [header, *lines])
   return summary

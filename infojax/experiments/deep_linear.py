@@ -42,7 +42,7 @@ import numpy as np
 from infojax import config as config_lib
 from infojax import io
 from infojax.dynamics import deep_linear
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -396,7 +396,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       new = [r for r in unit_records(task, config, depth) if record_key(r) not in present]
       records.extend(new)
       present.update(record_key(r) for r in new)
-      random_labels.write_records(metrics_path, records)  # atomic: a resume point
+      common.write_records(metrics_path, records)  # atomic: a resume point
   s = [float(v) for v in config.singular_values]
   summary, lines = _summarise(records, config, depths, s)
   if not io.is_primary_process():
@@ -410,5 +410,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"at u0={config.u0:g}" + (f" and {config.num_random_inits} random inits (entries "
                                       "N(0, u0^(2/D)/hidden))" if config.num_random_inits
                                       else "") + f"; depths {tuple(depths)}.")
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), [header, *lines])
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), [header, *lines])
   return summary

@@ -54,7 +54,7 @@ from infojax import io
 from infojax import models
 from infojax import weights
 from infojax.data.builders import sprites
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -83,7 +83,7 @@ def sprite_splits(*, image_size: int, scale_stride: int, orientation_stride: int
   parts = {"test": order[:num_test], "train": order[num_test:]}
   splits = {name: {"image": images[index], "label": grid[index, 0].astype(np.int32),
                    "factors": grid[index]} for name, index in parts.items()}
-  random_labels.standardise(splits)
+  common.standardise(splits)
   return splits
 
 
@@ -224,7 +224,7 @@ def lagrangian_fit(apply_fn, config, *, num_examples: int):
     ``fn(trained, initial, batch, beta, key) -> (Q, information per leaf, objective per step,
     KL per step)``.
   """
-  loss_fn = random_labels.mean_nll_fn(apply_fn)
+  loss_fn = common.mean_nll_fn(apply_fn)
 
   @jax.jit
   def fn(trained, initial, batch, beta, key):
@@ -383,7 +383,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                 num_samples=config.num_samples,
                                                 decoder_draws=config.decoder_draws)
                       for layer in layers}
-    trained, history = random_labels.train_classifier(
+    trained, history = common.train_classifier(
         apply_fn, initial, {k: train_arrays[k] for k in ("image", "label")},
         {k: test_arrays[k] for k in ("image", "label")}, optimizer_config=config.optimizer,
         num_epochs=config.num_epochs, batch_size=config.batch_size, seed=seed)
@@ -391,16 +391,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary[f"seed{seed}_test_accuracy"] = float(final["test_accuracy"])
     if not any(r["seed"] == seed for r in written):
       written.append({"kind": "train", "seed": seed, **final})
-      random_labels.write_records(metrics_path, written + records)
+      common.write_records(metrics_path, written + records)
     for index, beta in enumerate(betas):
       if (seed, beta) in done:
         records.append(done[(seed, beta)])
         continue
       key = jax.random.fold_in(jax.random.key(seed), 1000 + index)
       posterior, per_leaf, objective, kl = fit(trained, initial, batch, beta, key)
-      per_layer = random_labels.per_layer_values(per_leaf)
+      per_layer = common.per_layer_values(per_leaf)
       expected_loss = float(jnp.mean(weights.sampled_losses(
-          random_labels.mean_nll_fn(apply_fn), posterior, batch, key=jax.random.fold_in(key, 1),
+          common.mean_nll_fn(apply_fn), posterior, batch, key=jax.random.fold_in(key, 1),
           num_samples=config.num_samples)))
       record = {"kind": "beta", "seed": seed, "beta": beta,
                 "information": float(sum(per_layer.values())), "expected_loss": expected_loss,
@@ -411,7 +411,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                             decoder_l2=config.decoder_l2,
                             key=jax.random.fold_in(key, 2)))
       records.append(io.to_json_value(record))
-      random_labels.write_records(metrics_path, written + records)   # atomic: a resume point
+      common.write_records(metrics_path, written + records)   # atomic: a resume point
   seeds = list(config.seeds)
   correlations = _correlations(records, layers, seeds)
   reported = ("information_weights_vs_beta", "effective_corrected_vs_beta",
@@ -456,5 +456,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                + (", ".join(varying) if varying else "none"))
   lines.append("printed and corrected forms move in opposite directions with beta for: "
                + (", ".join(disagree) if disagree else "no layer"))
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

@@ -39,7 +39,7 @@ import numpy as np
 
 from infojax import config as config_lib
 from infojax import io
-from infojax.experiments import random_labels
+from infojax.experiments import common
 from infojax.experiments import task_transfer
 from infojax.tasks import experts
 from infojax.tasks import suite
@@ -116,8 +116,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                   initial, expert_params, source_embeddings, probe_params,
                                   alphas))
       records.append(points[-1])
-      random_labels.write_records(metrics_path, records)   # atomic: a resume point
-  random_labels.write_records(metrics_path, records)
+      common.write_records(metrics_path, records)   # atomic: a resume point
+  common.write_records(metrics_path, records)
   summary = {}
   for size in config.target_num_train:
     group = [p for p in points if p["num_train"] == size]
@@ -171,7 +171,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
            if 0.0 in gaps and 0.15 in gaps and gaps[0.15] < gaps[0.0] else
            "; alpha=0.15 does not improve on the symmetric distance (alpha=0)."
            if 0.0 in gaps and 0.15 in gaps else "."))
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary
 
 

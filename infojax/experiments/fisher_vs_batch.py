@@ -59,7 +59,7 @@ Reference (science.md §2.10, 300 datasets x 12 runs, lr 1e-4, 20k steps): GD ``
 ``H(piece)`` 2.45, paper estimator 3.95, ``I(theta; D)`` 1.54; ``B = 1``: 10.36, 2.19, 3.42, 1.61.
 The drop of the paper's estimator is seed entropy, not information about the data.
 
-**2. Digits.** An MLP (`random_labels.init_mlp`) trained on the bundled 8x8 digits by plain SGD
+**2. Digits.** An MLP (`common.init_mlp`) trained on the bundled 8x8 digits by plain SGD
 (`sgd_path`, shuffled epochs) at every batch size ``B`` and learning rate ``eta``, for several
 seeds (initialisation and minibatch order), in two protocols: ``"epochs"`` (``num_epochs`` epochs
 at every ``B``, as in the paper's Fig. 4) and ``"steps"`` (``fixed_steps`` steps at every ``B``).
@@ -99,7 +99,7 @@ from infojax import info
 from infojax import io
 from infojax import likelihoods
 from infojax.dynamics import loops
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -656,8 +656,8 @@ def digits_measurement_fn(apply_fn, *, probe, train_batch, test_batch):
     two forward passes.
   """
   likelihood = likelihoods.categorical()
-  loss = random_labels.mean_nll_fn(apply_fn)
-  error = random_labels.error_rate_fn(apply_fn)
+  loss = common.mean_nll_fn(apply_fn)
+  error = common.error_rate_fn(apply_fn)
 
   def one(p):
     return {"fisher_trace": fisher.trace(apply_fn, p, probe, likelihood=likelihood, kind="true"),
@@ -807,19 +807,19 @@ def digits_setup(config) -> DigitsSetup:
   ``fold_in(key(s), 1)`` (the same order at every learning rate: paired comparisons).
   """
   digits = config.digits
-  splits = random_labels.load_splits(digits.dataset, data_dir=digits.data_dir,
-                                     normalize=digits.normalize, num_train=digits.num_train,
-                                     seed=config.seed)
-  train_batch = tuple(jnp.asarray(a) for a in random_labels.as_batch(splits["train"]))
-  test_batch = tuple(jnp.asarray(a) for a in random_labels.as_batch(splits["test"]))
+  splits = common.load_splits(digits.dataset, data_dir=digits.data_dir,
+                              normalize=digits.normalize, num_train=digits.num_train,
+                              seed=config.seed)
+  train_batch = tuple(jnp.asarray(a) for a in common.as_batch(splits["train"]))
+  test_batch = tuple(jnp.asarray(a) for a in common.as_batch(splits["test"]))
   num_probe = int(digits.num_probe or train_batch[1].shape[0])
   probe = tuple(a[:num_probe] for a in train_batch)
   num_classes = int(max(splits["train"]["label"].max(), splits["test"]["label"].max())) + 1
   made = {}
 
   def init(key):  # one compiled initialisation for all seeds (init_mlp compiles per call)
-    made["apply_fn"], params = random_labels.init_mlp(digits.hidden_sizes, num_classes,
-                                                      train_batch[0].shape[1:], key)
+    made["apply_fn"], params = common.init_mlp(digits.hidden_sizes, num_classes,
+                                               train_batch[0].shape[1:], key)
     return params
 
   seeds = jnp.asarray(digits.seeds, jnp.uint32)
@@ -1215,7 +1215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "Sec. 4; science.md §2.10, §15 B.16)"]
 
   def write():
-    random_labels.write_records(metrics_path, records)
+    common.write_records(metrics_path, records)
 
   # The digits points first, the toy's last (its points are the cheapest to redo on a resume).
   digits_lines, toy_lines = [], []
@@ -1261,5 +1261,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 config.toy.num_points)
 
   lines += toy_lines + digits_lines
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary if io.is_primary_process() else {}

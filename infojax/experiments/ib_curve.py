@@ -52,7 +52,7 @@ from infojax import data
 from infojax import info
 from infojax import io
 from infojax.activations import bottleneck
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -574,7 +574,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
       key = jax.random.fold_in(jax.random.key(config.seed), JOINTS.index(name))
       by_joint[name] = [io.to_json_value(r) for r in joint_records(name, config, key)]
-    random_labels.write_records(metrics_path, [r for n in by_joint for r in by_joint[n]])
+    common.write_records(metrics_path, [r for n in by_joint for r in by_joint[n]])
   summary, lines = {}, [
       "ib_curve: information bottleneck curves (science.md §8; A.8, B.21). Nats unless said; "
       "beta weighs I(T;Y) in I(X;T) - beta I(T;Y)."]
@@ -585,5 +585,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not io.is_primary_process():
     return {}
   _plot(os.path.join(workdir, PLOT_FILE), by_joint, config)
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

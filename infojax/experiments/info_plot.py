@@ -29,6 +29,7 @@ from infojax import likelihoods
 from infojax import models
 from infojax import parallel
 from infojax import train
+from infojax.experiments import common
 
 PLOT_FILE = "info_plot.png"
 SUMMARY_FILE = "summary.txt"
@@ -159,7 +160,7 @@ def _summary(history, kinds):
   return summary
 
 
-def _summary_text(config, summary, kinds):
+def _summary_lines(config, summary, kinds):
   lines = [f"info_plot: {config.model} on {config.dataset}, {summary['epochs']} epochs, "
            f"seed {config.seed}.",
            f"final: train loss {summary['train_loss']:.4g}, train accuracy "
@@ -171,7 +172,7 @@ def _summary_text(config, summary, kinds):
         f"{kind} Fisher trace on the probe set: {summary[name + '_initial']:.4g} at "
         f"initialisation, peak {summary[name + '_peak']:.4g} at epoch "
         f"{summary[name + '_peak_epoch']}, {summary[name + '_final']:.4g} at the end.")
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -193,17 +194,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # of processes or devices. With process_local_data, each process reads only its share
   # (tfds.split_for_jax_process); statistics and the probe set are then pooled over processes.
   per_process = config.process_local_data
-  splits = {split: data.load(config.dataset, split, data_dir=config.data_dir,
-                             process_local=per_process)
-            for split in ("train", "test")}
-  if config.normalize:
-    mean, std = data.transforms.channel_stats(splits["train"]["image"],
-                                              across_processes=per_process)
-    std = np.where(std > 0, std, 1.0)
-    for arrays in splits.values():
-      arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
-  splits = {split: {"image": arrays["image"], "label": arrays["label"]}
-            for split, arrays in splits.items()}
+  splits = common.load_splits(config.dataset, data_dir=config.data_dir,
+                              normalize=config.normalize, process_local=per_process)
 
   model = models.get_model(config.model, num_classes=info.num_classes, **config.model_kwargs)
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
@@ -256,6 +248,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       history, os.path.join(workdir, PLOT_FILE), panels=panels,
       log_scale=[name for name in panels if name != "accuracy"], labels=labels,
       title=f"Information in the weights: {config.model} on {config.dataset}")
-  with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
-    f.write(_summary_text(config, summary, kinds))
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), _summary_lines(config, summary, kinds))
   return summary

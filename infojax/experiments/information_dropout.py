@@ -66,7 +66,7 @@ from infojax import likelihoods
 from infojax import train
 from infojax.activations import layers
 from infojax.experiments import effective_information
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -145,14 +145,14 @@ def load_cluttered_splits(config) -> dict:
   Each split is cluttered with its own seed (``config.data_seed`` and ``+ 1``) from its own
   digits. Every process builds the whole splits (small replicated runs).
   """
-  raw = random_labels.load_splits(config.dataset, data_dir=config.data_dir, normalize=False)
+  raw = common.load_splits(config.dataset, data_dir=config.data_dir, normalize=False)
   splits = {name: cluttered_digits(raw[name]["image"], raw[name]["label"],
                                    canvas_size=config.canvas_size,
                                    num_fragments=config.num_fragments,
                                    fragment_size=config.fragment_size,
                                    seed=config.data_seed + offset)
             for name, offset in (("train", 0), ("test", 1))}
-  random_labels.standardise(splits)
+  common.standardise(splits)
   return splits
 
 
@@ -697,12 +697,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         record = train_point(config, splits, programs, method=method,
                              filter_percentage=percentage, beta=beta, seed=seed)
       records.append(record)
-      random_labels.write_records(metrics_path, records)   # atomic: a resume point
+      common.write_records(metrics_path, records)   # atomic: a resume point
   summary = summarise(records, config, seeds)
   if not io.is_primary_process():
     return {}
   _plot(os.path.join(workdir, PLOT_FILE), records, config, seeds)
   _plot_heatmaps(os.path.join(workdir, HEATMAP_FILE), records, splits, config)
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE),
-                              _summary_lines(summary, config, seeds))
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE),
+                       _summary_lines(summary, config, seeds))
   return summary

@@ -11,10 +11,11 @@ with softmax cross-entropy: the logistic loss of their difference, as the paper'
    deviations from ``2 |w*|``) and the prior variance ``lambda`` of ``P = N(w0, lambda I)`` on the
    surrogate bound ``E_Q[logistic loss / log 2] + sqrt(B_RE / 2)`` with RMSProp, one weight draw per
    minibatch (`infojax.weights.pac_bayes.dziugaite_roy_fit`).
-3. Certify (`infojax.weights.pac_bayes.dziugaite_roy_certificate`): round ``lambda`` onto the grid
-   ``c exp(-j/b)`` (union bound over ``j``), estimate the training error of the stochastic network
-   from sampled networks, bound it with a Chernoff (kl) bound at ``delta'``, and invert the
-   PAC-Bayes-kl bound: ``e(Q) <= kl^-1(kl^-1(e_mc, log(2/delta')/n), B_RE)`` with probability at
+3. Certify (`certify_posterior`, with `infojax.weights.pac_bayes.dziugaite_roy_certificate`):
+   round ``lambda`` onto the grid ``c exp(-j/b)`` (union bound over ``j``), estimate the training
+   error of the stochastic network from sampled networks, bound it with a Chernoff (kl) bound at
+   ``delta'``, and invert the PAC-Bayes-kl bound:
+   ``e(Q) <= kl^-1(kl^-1(e_mc, log(2/delta')/n), B_RE)`` with probability at
    least ``1 - delta - delta'``.
 
 The same pipeline runs on uniformly random training labels (and random test labels), where no
@@ -37,8 +38,9 @@ import numpy as np
 from infojax import config as config_lib
 from infojax import data
 from infojax import io
+from infojax import train
 from infojax import weights
-from infojax.experiments import random_labels as common
+from infojax.experiments import common
 from infojax.weights import pac_bayes
 
 PLOT_FILE = "pac_bayes_bound.png"
@@ -61,14 +63,6 @@ def initial_posterior(params, *, std_scale: float, min_variance: float):
   return weights.gaussian_posterior(params, variance)
 
 
-def _epoch_batches(arrays, *, batch_size, seed, first_epoch, num_epochs):
-  """``num_epochs`` shuffled epochs of ``(inputs, labels)`` stacked on one steps axis."""
-  epochs = [data.batches(arrays, batch_size, seed=seed, epoch=e)
-            for e in range(first_epoch, first_epoch + num_epochs)]
-  return (np.concatenate([e["image"] for e in epochs]),
-          np.concatenate([e["label"] for e in epochs]))
-
-
 def make_posterior_fit(apply_fn, initial, *, num_train: int, settings):
   """Step 2's fit: `infojax.weights.pac_bayes.dziugaite_roy_fit` on the bits of cross-entropy.
 
@@ -76,7 +70,7 @@ def make_posterior_fit(apply_fn, initial, *, num_train: int, settings):
   error of each sampled network.
   """
   nll = common.mean_nll_fn(apply_fn)
-  optimizer = common.posterior_optimizer(
+  optimizer = train.make_optimizer(
       settings.optimizer, steps_per_epoch=num_train // settings.batch_size,
       num_epochs=settings.num_epochs)
   return pac_bayes.dziugaite_roy_fit(
@@ -86,31 +80,36 @@ def make_posterior_fit(apply_fn, initial, *, num_train: int, settings):
 
 
 def optimise_posterior(fit, trained, train_arrays, settings, *, seed: int, key: jax.Array):
-  """Step 2: runs ``fit`` from `initial_posterior` of ``trained``, ``log_every`` epochs per call.
+  """Step 2: runs ``fit`` from `initial_posterior` of ``trained``, one epoch of batches at a time.
+
+  Each epoch's shuffled batches (`infojax.data.batches`, seeded by ``seed`` and the epoch) are
+  built on the host and streamed to one compiled scan over the epoch's steps, so the host holds
+  one epoch of batches at a time (the training split's size), whatever ``settings.num_epochs``.
 
   Returns:
-    ``(state, records)``: the final `infojax.weights.PosteriorState` and one record per chunk with
-    the last epoch's mean ``objective``, ``expected_surrogate_loss``, ``kl`` and ``prior_variance``.
+    ``(state, records)``: the final `infojax.weights.PosteriorState` and one record every
+    ``settings.log_every`` epochs (and at the last) with that epoch's mean ``objective``,
+    ``expected_surrogate_loss``, ``kl`` and ``prior_variance``.
   """
-  steps_per_epoch = int(train_arrays["label"].shape[0]) // settings.batch_size
   state = fit.init(initial_posterior(trained, std_scale=settings.posterior_std_scale,
                                      min_variance=settings.posterior_min_variance),
                    key, prior_variance=settings.prior_variance_init)
+  run_epoch = jax.jit(lambda state, batches: weights.fit(fit.update, state, batches))
+  batch = common.as_batch(train_arrays)
   records = []
-  for first in range(1, settings.num_epochs + 1, settings.log_every):
-    chunk = min(settings.log_every, settings.num_epochs - first + 1)
-    batches = _epoch_batches(train_arrays, batch_size=settings.batch_size, seed=seed,
-                             first_epoch=first, num_epochs=chunk)
-    state, metrics = weights.fit(fit.update, state, batches)
-    last_epoch = jax.tree.map(lambda m: float(jnp.mean(m[-steps_per_epoch:])), metrics)
-    records.append({"epoch": first + chunk - 1, "objective": last_epoch["objective"],
-                    "expected_surrogate_loss": last_epoch["expected_loss"],
-                    "kl": last_epoch["kl"], "prior_variance": last_epoch["prior_variance"]})
+  for epoch in range(1, settings.num_epochs + 1):
+    batches = data.batches(batch, settings.batch_size, seed=seed, epoch=epoch)
+    state, metrics = run_epoch(state, batches)
+    if epoch % settings.log_every == 0 or epoch == settings.num_epochs:
+      means = jax.tree.map(lambda m: float(jnp.mean(m)), metrics)
+      records.append({"epoch": epoch, "objective": means["objective"],
+                      "expected_surrogate_loss": means["expected_loss"], "kl": means["kl"],
+                      "prior_variance": means["prior_variance"]})
   return state, records
 
 
-def certify(error_fn, sampled_test_errors, state, initial, train_arrays, test_arrays, settings, *,
-            key: jax.Array) -> dict:
+def certify_posterior(error_fn, sampled_test_errors, state, initial, train_arrays, test_arrays,
+                      settings, *, key: jax.Array) -> dict:
   """Step 3: the certificate with every term, and the stochastic network's test error.
 
   Args:
@@ -230,8 +229,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                       seed=config.seed, key=fit_key)
     traces[labels] = trace
     records.extend({"kind": "pac_bayes", "labels": labels, **r} for r in trace)
-    terms = certify(error_fn, sampled_test_errors, state, initial, train_arrays, test_arrays,
-                    config.pac_bayes, key=certificate_key)
+    terms = certify_posterior(error_fn, sampled_test_errors, state, initial, train_arrays,
+                              test_arrays, config.pac_bayes, key=certificate_key)
     terms["sgd_train_error"] = 1.0 - history[-1]["train_eval_accuracy"]
     terms["sgd_test_error"] = 1.0 - history[-1]["test_accuracy"]
     certificates[labels] = terms

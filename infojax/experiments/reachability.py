@@ -45,7 +45,7 @@ import numpy as np
 from infojax import config as config_lib
 from infojax import io
 from infojax.dynamics import reachability as reach
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -537,7 +537,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         continue
       records = compute()
       done.update({_key(r): r for r in records})
-      random_labels.write_records(metrics_path, [done[k] for k in order if k in done])
+      common.write_records(metrics_path, [done[k] for k in order if k in done])
     records = [done[k] for k in order]
     summary, lines = summarise(
         config, [r for r in records if r["kind"] == "transition"],
@@ -554,5 +554,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 [r for r in records if r["kind"] == "passage"],
                 [r for r in records if r["kind"] == "barrier"],
                 [r for r in records if r["kind"] == "gibbs"])
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

@@ -32,7 +32,7 @@ from infojax import io
 from infojax import likelihoods
 from infojax.dynamics import loops
 from infojax.dynamics import sgd_noise
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "sgd_noise.png"
@@ -66,8 +66,8 @@ def train_paths(apply_fn, initial, train_batch, *, learning_rate, batch_size, nu
 def measure_fn(apply_fn, train_batch, test_batch, *, k, num_iterations):
   """A jitted ``(params, key) -> dict`` of the noise statistics and the fit at one point."""
   likelihood = likelihoods.categorical()
-  mean_nll = random_labels.mean_nll_fn(apply_fn)
-  error = random_labels.error_rate_fn(apply_fn)
+  mean_nll = common.mean_nll_fn(apply_fn)
+  error = common.error_rate_fn(apply_fn)
 
   def measure(params, key):
     stats = sgd_noise.noise_statistics(apply_fn, params, train_batch, likelihood=likelihood, k=k,
@@ -162,16 +162,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.num_steps % config.num_checkpoints:
     raise ValueError(f"sgd_noise: num_checkpoints must divide num_steps; got "
                      f"{config.num_checkpoints} and {config.num_steps}.")
-  splits = random_labels.load_splits(config.dataset, data_dir=config.data_dir,
-                                     num_train=config.num_train, seed=0)
-  train_batch = random_labels.as_batch(splits["train"])
-  test_batch = random_labels.as_batch(splits["test"])
+  splits = common.load_splits(config.dataset, data_dir=config.data_dir,
+                              num_train=config.num_train, seed=0)
+  train_batch = common.as_batch(splits["train"])
+  test_batch = common.as_batch(splits["test"])
   seeds = [int(s) for s in config.seeds]
-  inits = [random_labels.init_mlp(config.hidden_sizes, 10, train_batch[0].shape[1:],
-                                  jax.random.key(seed)) for seed in seeds]
+  inits = [common.init_mlp(config.hidden_sizes, 10, train_batch[0].shape[1:],
+                           jax.random.key(seed)) for seed in seeds]
   apply_fn = inits[0][0]
   initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[params for _, params in inits])
-  num_parameters = random_labels.num_parameters(inits[0][1])
+  num_parameters = common.num_parameters(inits[0][1])
   keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 1) for seed in seeds])
   weights, history = train_paths(apply_fn, initial, train_batch,
                                  learning_rate=config.learning_rate,
@@ -202,7 +202,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       records.append({"kind": "point", "seed": seed, "step": step,
                       "epoch": step / steps_per_epoch, "temperature": temperature,
                       "rank_90": rank_at(values["captured_fraction"]), **values})
-      random_labels.write_records(metrics_path, records)   # atomic: a resume point
+      common.write_records(metrics_path, records)   # atomic: a resume point
   if not io.is_primary_process():
     return {}
   final = [r for r in records if r["step"] == steps[-1]]
@@ -243,5 +243,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trace, trace_std = _mean_std(point, "noise_trace")
     lines.append(f"  step {step:6d}: tr D {trace:.4g} +- {trace_std:.2g}, stable rank "
                  f"{mean:.3g} +- {std:.2g}, overlap {_mean_std(point, 'overlap')[0]:.3f}")
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

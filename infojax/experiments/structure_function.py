@@ -32,8 +32,9 @@ import numpy as np
 from infojax import config as config_lib
 from infojax import data
 from infojax import io
+from infojax import train
 from infojax import weights
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -116,30 +117,33 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ``beta``); and ``<dataset>_num_train``.
   """
   workdir = config_lib.prepare_workdir(config, workdir)
-  betas = random_labels.beta_grid(config.beta_max, config.beta_min, config.num_betas)
+  betas = common.beta_grid(config.beta_max, config.beta_min, config.num_betas)
   records, summary, lines = [], {}, []
+  optimizer = train.make_optimizer(config.optimizer, steps_per_epoch=1,
+                                   num_epochs=config.num_steps)
   key = jax.random.key(config.seed)
   for dataset_index, dataset in enumerate(config.datasets):
-    splits = random_labels.load_splits(dataset, data_dir=config.data_dir,
-                                       normalize=config.normalize, num_train=config.num_train,
-                                       seed=config.seed)
+    splits = common.load_splits(dataset, data_dir=config.data_dir,
+                                normalize=config.normalize, num_train=config.num_train,
+                                seed=config.seed)
     num_classes = data.dataset_info(dataset, data_dir=config.data_dir).num_classes
     train_arrays = splits["train"]
     num_train = int(train_arrays["label"].shape[0])
     summary[f"{dataset}_num_train"] = num_train
     init_key = jax.random.fold_in(key, 2 * dataset_index)
-    apply_fn, initial = random_labels.init_mlp(config.hidden_sizes, num_classes,
-                                               train_arrays["image"].shape[1:], init_key)
+    apply_fn, initial = common.init_mlp(config.hidden_sizes, num_classes,
+                                        train_arrays["image"].shape[1:], init_key)
+    loss_fn = common.mean_nll_fn(apply_fn)  # one loss and optimiser: the sweeps compile once
     curves, knees = {}, {}
     for labels_index, labels_name in enumerate(LABELS):
       labels = train_arrays["label"]
       if labels_name == "random":
         labels, _ = data.transforms.corrupt_labels(labels, fraction=1.0, num_classes=num_classes,
                                                    seed=config.seed)
-      points = random_labels.lagrangian_sweep(
-          apply_fn, initial, (train_arrays["image"], labels), betas,
-          prior_variance=config.prior_variance, optimizer_config=config.optimizer,
-          num_steps=config.num_epochs,
+      points = common.lagrangian_sweep(
+          loss_fn, initial, (train_arrays["image"], labels), betas,
+          prior_variance=config.prior_variance, optimizer=optimizer,
+          num_steps=config.num_steps,
           key=jax.random.fold_in(key, 2 * dataset_index + 1 + 100 * labels_index),
           eval_samples=config.eval_samples)
       knee = int(weights.kolmogorov_knee(
@@ -161,7 +165,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           "memorisation_rate": loss_per_information(points[knee], points[-1],
                                                     num_examples=num_train)}
       records.append({"kind": "curve", "dataset": dataset, "labels": labels_name,
-                      "num_train": num_train, "num_parameters": random_labels.num_parameters(
+                      "num_train": num_train, "num_parameters": common.num_parameters(
                           initial), **values})
       summary.update({f"{name}_{k}": v for k, v in values.items()})
       curves[labels_name] = points
@@ -180,9 +184,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             chance_loss=math.log(num_classes),
             title=f"Structure function on {dataset}: MLP {tuple(config.hidden_sizes)}, "
             f"N={num_train}")
-  random_labels.write_records(os.path.join(workdir, METRICS_FILE), records)
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), [
+  common.write_records(os.path.join(workdir, METRICS_FILE), records)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), [
       f"structure_function: variational Gaussian Q, prior N(w0, {config.prior_variance:g} I) at "
-      f"the initialisation, beta for the summed loss (nats), {config.num_epochs} full-batch steps "
+      f"the initialisation, beta for the summed loss (nats), {config.num_steps} full-batch steps "
       "per beta.", *lines])
   return summary if io.is_primary_process() else {}

@@ -66,7 +66,7 @@ from infojax import io
 from infojax import likelihoods
 from infojax import models
 from infojax import train
-from infojax.experiments import random_labels
+from infojax.experiments import common
 from infojax.tasks import suite
 from infojax.tasks import task2vec
 
@@ -478,18 +478,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "method": method, "num_classes": task.num_classes, "embedding": hessian,
             "norm": float(np.linalg.norm(hessian)), "train_error": train_error,
             "test_error": test_error}))
-        random_labels.write_records(metrics_path, [probe_record] + records)  # a resume point
+        common.write_records(metrics_path, [probe_record] + records)  # a resume point
   statistics, summary, matrices = _statistics(config, tasks, records)
   summary["trained_probe_test_accuracy"] = probe_record["test_accuracy"]
-  random_labels.write_records(metrics_path, [probe_record] + records + statistics)
+  common.write_records(metrics_path, [probe_record] + records + statistics)
   if not io.is_primary_process():
     return {}
   _plot_matrices(os.path.join(workdir, MATRIX_PLOT), matrices, names)
   reference = (config.probes[0], "exact")
   _plot_dendrogram(os.path.join(workdir, DENDROGRAM_PLOT), matrices[reference], names,
                    f"Task2Vec, {reference[0]} probe, exact Fisher")
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE),
-                              _summary_lines(config, tasks, probe_record, statistics, summary))
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE),
+                       _summary_lines(config, tasks, probe_record, statistics, summary))
   return summary
 
 

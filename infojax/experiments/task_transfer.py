@@ -59,7 +59,7 @@ from infojax import io
 from infojax import likelihoods
 from infojax import models
 from infojax import train
-from infojax.experiments import random_labels
+from infojax.experiments import common
 from infojax.tasks import distance
 from infojax.tasks import experts
 from infojax.tasks import suite
@@ -176,7 +176,7 @@ def training_optimizer(optimizer_config, num_steps: int):
 def accuracy(hidden_sizes, params, data) -> float:
   """Test accuracy of MLP parameters on ``{"image", "label"}``."""
   apply_fn = network(tuple(hidden_sizes), _num_classes(params[head_name(hidden_sizes)]))
-  return 1.0 - float(random_labels.error_rate_fn(apply_fn)(
+  return 1.0 - float(common.error_rate_fn(apply_fn)(
       params, (jnp.asarray(data["image"]), jnp.asarray(data["label"]))))
 
 
@@ -236,7 +236,7 @@ def summed_fisher(hidden_sizes, params, data):
   """The exact true-Fisher diagonal of the **summed** loss of ``data`` at MLP ``params``."""
   apply_fn = network(tuple(hidden_sizes), _num_classes(params[head_name(hidden_sizes)]))
   batch = (jnp.asarray(data["image"]), jnp.asarray(data["label"]))
-  mean = random_labels.true_fisher_diagonal(apply_fn, params, batch)
+  mean = common.true_fisher_diagonal(apply_fn, params, batch)
   return jax.tree.map(lambda f: f * batch[1].shape[0], mean)
 
 
@@ -511,7 +511,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       pair = done.get((source.name, target.name)) or computed[source.name]
       records.append(pair)
       pairs.append(pair)
-    random_labels.write_records(metrics_path, records)   # atomic: a resume point per target
+    common.write_records(metrics_path, records)   # atomic: a resume point per target
   rank_key = jax.random.fold_in(jax.random.key(config.seed), 2000)
   correlations, summary = {}, {"num_pairs": len(pairs)}
   for cost_index, cost_name in enumerate(COSTS):
@@ -586,5 +586,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                if abs(mean) <= 2 * error else "negative"))
     lines.append(f"verdict, {name} (the claim: a larger distance, a costlier fine-tuning): "
                  + "; ".join(verdicts) + ".")
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

@@ -53,7 +53,7 @@ from infojax import likelihoods
 from infojax import train
 from infojax.activations import layers
 from infojax.experiments import effective_information
-from infojax.experiments import random_labels
+from infojax.experiments import common
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -323,7 +323,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   done = {_point_key(r): r for r in saved if r.get("kind") == "run"}
   settings = _settings(config)
   seeds = [int(seed) for seed in config.seeds]
-  splits = random_labels.load_splits(config.dataset, data_dir=config.data_dir)
+  splits = common.load_splits(config.dataset, data_dir=config.data_dir)
   records = []
   for method, beta in settings:
     for seed in seeds:
@@ -331,7 +331,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if record is None:
         record = train_point(config, splits, method=method, beta=beta, seed=seed)
       records.append(record)
-      random_labels.write_records(metrics_path, records)   # atomic: a resume point
+      common.write_records(metrics_path, records)   # atomic: a resume point
   summary = summarise(records, settings, seeds)
   if not io.is_primary_process():
     return {}
@@ -361,5 +361,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f"relative to the objective, worst over the points whose objective stays above 0.05 nats: "
       f"{summary['worst_relative_change']:.2e} (minibatch noise included; the others fit the "
       "training set to a loss near 0).")
-  random_labels.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
+  common.write_summary(os.path.join(workdir, SUMMARY_FILE), lines)
   return summary

@@ -3,12 +3,15 @@
 The optimiser config (an ``ml_collections.ConfigDict`` or any mapping;
 `infojax.config.optimizer_config` gives one with every field) has the fields:
 
-* ``name``: ``"sgd"`` (heavy-ball or Nesterov momentum), ``"adam"`` or ``"adamw"``;
+* ``name``: ``"sgd"`` (heavy-ball or Nesterov momentum), ``"adam"``, ``"adamw"`` or ``"rmsprop"``
+  (Tieleman & Hinton 2012, as in `optax.rmsprop`; Dziugaite & Roy's optimiser of the PAC-Bayes
+  bound);
 * ``lr``: the base learning rate;
-* ``momentum`` (sgd; 0 is plain SGD), ``nesterov`` (sgd), ``b1``, ``b2`` (adam, adamw);
-* ``weight_decay``: for ``sgd`` and ``adam`` the L2 term ``weight_decay * w`` added to the gradient
-  (the classic coupled weight decay of the critical-period and All-CNN papers); for ``adamw`` the
-  decoupled decay of Loshchilov & Hutter (2019). It applies to every parameter;
+* ``momentum`` (sgd; 0 is plain SGD), ``nesterov`` (sgd), ``b1``, ``b2`` (adam, adamw),
+  ``rmsprop_decay`` (rmsprop: the decay of the running mean of squared gradients, default 0.9);
+* ``weight_decay``: for ``sgd``, ``adam`` and ``rmsprop`` the L2 term ``weight_decay * w`` added to
+  the gradient (the classic coupled weight decay of the critical-period and All-CNN papers); for
+  ``adamw`` the decoupled decay of Loshchilov & Hutter (2019). It applies to every parameter;
 * ``schedule``: ``"constant"``; ``"piecewise"`` (multiply by ``decay_factor`` at each epoch in
   ``decay_epochs``); ``"exponential"`` (multiply by ``decay_factor`` every epoch, smoothly, e.g. the
   0.97 per epoch of Achille et al. 2019); ``"cosine"`` (cosine decay to ``lr * decay_factor`` at
@@ -22,7 +25,7 @@ from typing import Any, Mapping
 
 import optax
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "piecewise", "exponential", "cosine")
 
 DEFAULTS = {
@@ -30,6 +33,7 @@ DEFAULTS = {
     "nesterov": False,
     "b1": 0.9,
     "b2": 0.999,
+    "rmsprop_decay": 0.9,
     "weight_decay": 0.0,
     "schedule": "constant",
     "decay_epochs": (),
@@ -123,6 +127,11 @@ def make_optimizer(config: Mapping[str, Any], *, steps_per_epoch: int,
     momentum = float(_field(config, "momentum"))
     base = optax.sgd(learning_rate, momentum=momentum or None,
                      nesterov=bool(_field(config, "nesterov")))
+  elif name == "rmsprop":
+    decay = float(_field(config, "rmsprop_decay"))
+    if not 0.0 <= decay < 1.0:
+      raise ValueError(f"optimizer config: rmsprop_decay must be in [0, 1); got {decay}.")
+    base = optax.rmsprop(learning_rate, decay=decay)
   else:
     base = optax.adam(learning_rate, b1=float(_field(config, "b1")), b2=float(_field(config, "b2")))
   if weight_decay == 0:

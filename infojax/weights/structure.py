@@ -22,6 +22,7 @@ For random labels ``S(t) ~ N log|Y| - t`` from the start, and the knee is the un
 ``t = 0``.
 """
 
+import functools
 from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
@@ -60,17 +61,19 @@ def trace_structure_function(loss_fn, posterior: posterior_lib.GaussianPosterior
   For each ``beta`` (largest first): ``num_steps`` full-batch steps of
   `infojax.weights.posterior.information_lagrangian_fit` from the previous ``beta``'s Q (with a
   fresh optimiser state), then ``E_Q L_D`` from ``eval_samples`` weight draws and the exact KL. The
-  whole sweep is one compiled program (a `lax.scan` over ``beta`` around the `lax.scan` over steps).
-  For minibatches, drive `information_lagrangian_fit` directly.
+  whole sweep is one compiled program (a `lax.scan` over ``beta`` around the `lax.scan` over steps),
+  compiled once per ``loss_fn`` and ``optimizer`` object, integer settings and shapes: repeated
+  calls with new data, ``betas`` (of one length), keys or prior reuse it (so build ``loss_fn`` and
+  ``optimizer`` once, not per call). For minibatches, drive `information_lagrangian_fit` directly.
 
   Args:
-    loss_fn: ``loss_fn(params, batch) -> scalar`` mean data loss.
+    loss_fn: ``loss_fn(params, batch) -> scalar`` mean data loss (hashable; static).
     posterior: the starting `GaussianPosterior`; ``gaussian_posterior(prior_mean, prior_variance)``
       (the prior, the large-``beta`` optimum) or one around a trained network.
     batch: the training set, passed to ``loss_fn``.
     betas: the trade-offs (> 0), in the convention of ``reduction``; swept in decreasing order.
     key: a PRNG key (fits and evaluations use keys split from it).
-    optimizer: an optax transformation, e.g. ``optax.adam(1e-2)``.
+    optimizer: an optax transformation, e.g. ``optax.adam(1e-2)`` (static).
     prior_variance: ``lambda^2``.
     num_steps: optimisation steps per ``beta``.
     prior_mean: ``w0``; ``None`` for zero.
@@ -91,7 +94,24 @@ def trace_structure_function(loss_fn, posterior: posterior_lib.GaussianPosterior
   if not isinstance(posterior, posterior_lib.GaussianPosterior):
     raise TypeError(f"posterior must be a GaussianPosterior; got {type(posterior).__name__}.")
   dtype = jnp.result_type(*jax.tree.leaves(posterior.mean))
+  prior_variance = posterior_lib.positive_scalar("prior_variance", prior_variance)
   fit_keys, eval_keys = jnp.split(jax.random.split(key, 2 * betas.size), 2)
+  return _sweep(posterior, batch, jnp.asarray(betas, dtype), fit_keys, eval_keys, prior_variance,
+                prior_mean, loss_fn=loss_fn, optimizer=optimizer, num_steps=num_steps,
+                num_samples=num_samples, eval_samples=eval_samples, reduction=reduction,
+                num_examples=num_examples)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "optimizer", "num_steps", "num_samples",
+                                             "eval_samples", "reduction", "num_examples"))
+def _sweep(start, batch, betas, fit_keys, eval_keys, prior_variance, prior_mean, *, loss_fn,
+           optimizer, num_steps, num_samples, eval_samples, reduction, num_examples):
+  """`trace_structure_function`'s compiled sweep: a `lax.scan` over ``betas`` (decreasing).
+
+  Module-level, so repeated calls with the same ``loss_fn`` and ``optimizer`` objects, the same
+  integer settings and the same shapes reuse one compilation; the data, the trade-offs, the keys,
+  the prior variance and the prior mean are traced arguments.
+  """
 
   def sweep_step(current, inputs):
     beta, fit_key, eval_key = inputs
@@ -111,11 +131,7 @@ def trace_structure_function(loss_fn, posterior: posterior_lib.GaussianPosterior
                               information_per_leaf=posterior_lib.sum_per_leaf(per_weight))
     return state.posterior, point
 
-  @jax.jit
-  def sweep(start, betas_array, fit_keys, eval_keys):
-    return jax.lax.scan(sweep_step, start, (betas_array, fit_keys, eval_keys))[1]
-
-  return sweep(posterior, jnp.asarray(betas, dtype), fit_keys, eval_keys)
+  return jax.lax.scan(sweep_step, start, (betas, fit_keys, eval_keys))[1]
 
 
 def kolmogorov_knee(information, expected_loss, *, num_examples, tolerance: float = 1.0):

@@ -1,0 +1,312 @@
+"""What several experiments share: data splits, the MLP and its training, the closed-form and
+variational information in the weights, and the JSON-lines records and text summaries.
+
+Used by the weights experiments (`random_labels`, `pac_bayes_bound`, `structure_function`,
+`bias_variance`) and by every experiment that writes ``metrics.jsonl`` and ``summary.txt``. The
+information estimators follow science.md §2.6 (closed form, corrected) and §4.4 (the Lagrangian
+sweep); Achille & Soatto, "Emergence of invariance and disentanglement in deep representations"
+(JMLR 2018).
+"""
+
+import json
+import os
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from infojax import data
+from infojax import fisher
+from infojax import io
+from infojax import likelihoods
+from infojax import models
+from infojax import train
+from infojax import weights
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.txt"
+
+
+def load_splits(dataset: str, *, data_dir: Optional[str] = None, normalize: bool = True,
+                num_train: Optional[int] = None, seed: int = 0,
+                process_local: bool = False) -> dict:
+  """The train and test splits as ``{"train": {"image", "label"}, "test": {...}}`` numpy arrays.
+
+  By default every process loads the whole splits: small experiments are computations that each
+  process of a multi-process run carries out whole on its own devices, so every process holds the
+  numbers of a single-process run (process 0 writes them). With ``process_local``, for data too
+  large for one host, each process reads only its share (``tfds.split_for_jax_process``) and the
+  standardisation statistics are pooled over the processes (the same on every process).
+
+  Args:
+    dataset: a dataset name for `infojax.data.load` (offline: ``"digits"``, ``"mnist1d"``).
+    data_dir: the TFDS data directory; ``None`` for the default.
+    normalize: standardise each input channel with the training split's mean and std.
+    num_train: keep a seeded random subset of this many training examples (``None``: all); not
+      with ``process_local``.
+    seed: the subset's seed.
+    process_local: read this process's share of each split only.
+
+  Returns:
+    The splits; images float32 ``(N, ...)``, labels int32 ``(N,)`` (``N`` of this process's share
+    with ``process_local``).
+
+  Cost: the splits in host memory (this process's share with ``process_local``).
+  """
+  if process_local and num_train is not None:
+    raise ValueError("load_splits: num_train (a subset of the whole training split) cannot be "
+                     "combined with process_local; use num_train=None.")
+  splits = {}
+  for split in ("train", "test"):
+    arrays = data.load(dataset, split, data_dir=data_dir, process_local=process_local)
+    splits[split] = {"image": arrays["image"], "label": arrays["label"]}
+  size = splits["train"]["label"].shape[0]
+  if num_train is not None:
+    if isinstance(num_train, bool) or int(num_train) != num_train or not 1 <= num_train <= size:
+      raise ValueError(f"load_splits: num_train must be an integer in [1, {size}] (the training "
+                       f"split of {dataset!r}); got {num_train!r}.")
+    index = np.sort(np.random.default_rng(seed).permutation(size)[:num_train])
+    splits["train"] = {key: values[index] for key, values in splits["train"].items()}
+  if normalize:
+    standardise(splits, across_processes=process_local)
+  return splits
+
+
+def standardise(splits: dict, *, across_processes: bool = False) -> None:
+  """Standardises every split's ``image`` in place with the training split's channel mean and std
+  (channels of zero spread keep their scale).
+
+  Args:
+    splits: ``{split: {"image", ...}}`` with a ``"train"`` split.
+    across_processes: each process holds its share of the splits: pool the statistics over the
+      processes (`infojax.data.transforms.channel_stats`).
+  """
+  mean, std = data.transforms.channel_stats(splits["train"]["image"],
+                                            across_processes=across_processes)
+  std = np.where(std > 0, std, 1.0).astype(np.float32)
+  for arrays in splits.values():
+    arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
+
+
+def init_mlp(hidden_sizes: Sequence[int], num_classes: int, input_shape: Sequence[int],
+             key: jax.Array):
+  """An `infojax.models.MLP` and its initial weights ``w0``.
+
+  Returns:
+    ``(apply_fn, params)`` as in `infojax.models.init`.
+  """
+  model = models.MLP(tuple(int(size) for size in hidden_sizes), int(num_classes))
+  return models.init(model, key, (1, *tuple(input_shape)))
+
+
+def num_parameters(params) -> int:
+  """The number of scalar parameters of a pytree."""
+  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
+
+
+def mean_nll_fn(apply_fn: Callable) -> Callable:
+  """``loss(params, (inputs, labels))``: the mean softmax cross-entropy in nats."""
+  likelihood = likelihoods.categorical()
+
+  def loss(params, batch):
+    inputs, labels = batch
+    return jnp.mean(likelihood.nll(apply_fn(params, inputs), labels))
+
+  return loss
+
+
+def error_rate_fn(apply_fn: Callable) -> Callable:
+  """``error(params, (inputs, labels))``: the mean 0-1 error of the arg-max prediction."""
+
+  def error(params, batch):
+    inputs, labels = batch
+    return jnp.mean((jnp.argmax(apply_fn(params, inputs), axis=-1) != labels).astype(jnp.float32))
+
+  return error
+
+
+def as_batch(arrays: dict) -> tuple:
+  """``(inputs, labels)`` from a split's ``{"image", "label"}``."""
+  return arrays["image"], arrays["label"]
+
+
+def train_classifier(apply_fn: Callable, params, train_arrays: dict, test_arrays: dict, *,
+                     optimizer_config, num_epochs: int, batch_size: int, seed: int,
+                     eval_batch_size: int = 1000):
+  """SGD on the mean cross-entropy with `infojax.train.fit` (in memory, no checkpoints).
+
+  Args:
+    apply_fn: ``apply_fn(params, inputs) -> logits``.
+    params: the initial weights.
+    train_arrays, test_arrays: ``{"image", "label"}`` splits.
+    optimizer_config: see `infojax.train.make_optimizer`.
+    num_epochs, batch_size, seed: as in `infojax.train.fit`.
+    eval_batch_size: examples per evaluation batch.
+
+  Returns:
+    ``(params, history)``: the trained weights and the per-epoch records, each with the exact
+    ``train_eval_{loss,accuracy}`` (on ``train_arrays``'s labels) and ``test_{loss,accuracy}`` at
+    the end of the epoch (epoch 0: the initialisation).
+  """
+  num_train = train_arrays["label"].shape[0]
+  if not 1 <= batch_size <= num_train:
+    raise ValueError(f"train_classifier: batch_size must be in [1, {num_train}] (the training "
+                     f"examples); got {batch_size}.")
+  optimizer = train.make_optimizer(optimizer_config, steps_per_epoch=num_train // batch_size,
+                                   num_epochs=num_epochs)
+  state = train.init_state(params, optimizer, key=jax.random.key(seed))
+  result = train.fit(
+      train.classification(apply_fn), optimizer, state, train_data=train_arrays,
+      batch_size=batch_size, seed=seed, num_epochs=num_epochs,
+      eval_data={"train_eval": train_arrays, "test": test_arrays},
+      eval_batch_size=eval_batch_size, workdir=None, checkpoint_every=0, progress=False)
+  return result.state.params, result.history
+
+
+def per_layer_values(per_leaf) -> dict:
+  """``{layer: float}`` from a pytree of per-leaf scalars (e.g. the information per kernel)."""
+  return {name: float(value) for name, value in weights.per_layer(per_leaf).items()}
+
+
+def true_fisher_diagonal(apply_fn: Callable, params, batch, *, chunk_size: Optional[int] = None):
+  """The exact true-Fisher diagonal on ``batch``: the curvature of the **mean** loss at ``params``.
+
+  `infojax.fisher.diagonal` with ``kind="true"`` (labels drawn from the model, an exact expectation;
+  science.md §0.3), averaged over the examples; ``batch[1]`` only sets the label shapes.
+
+  Cost: about C backward passes per example for C classes.
+  """
+  return fisher.diagonal(apply_fn, params, tuple(batch), likelihood=likelihoods.categorical(),
+                         kind="true", chunk_size=chunk_size)
+
+
+def gaussian_information_terms(curvature, params, *, num_examples: int, beta: float,
+                               prior_variance: float, prior_mean) -> dict:
+  """The closed-form Gaussian information in the weights around trained weights ``w*``, split up.
+
+  ``KL(Q*||P) = ||w* - w0||^2 / (2 lambda^2) + 1/2 sum_j g(lambda^2 h_j / beta_mean)``
+  (`infojax.weights.gaussian_information`, science.md §2.6, corrected form) with ``h`` the
+  curvature of the mean loss (e.g. `true_fisher_diagonal`) and ``beta_mean = beta / N``: ``beta`` is
+  given for the summed loss (science.md §0.2).
+
+  Args:
+    curvature: ``h``, a pytree like ``params``.
+    params: ``w*``.
+    num_examples: N, the examples ``curvature`` averages over.
+    beta: the trade-off for the summed loss, > 0.
+    prior_variance: ``lambda^2``.
+    prior_mean: ``w0`` (the initialisation).
+
+  Returns:
+    ``{"information", "information_mean_term", "information_curvature_term"}`` (floats, nats) and
+    ``"information_<layer>"`` for each layer.
+  """
+  beta_mean = weights.convert_beta(beta, num_examples=num_examples, from_reduction="sum",
+                                   to_reduction="mean")
+  per_leaf = weights.gaussian_information(curvature, params, beta=beta_mean,
+                                          prior_variance=prior_variance, prior_mean=prior_mean,
+                                          per_leaf=True)
+  squared_distance = weights.total(jax.tree.map(lambda w, w0: jnp.square(w - w0), params,
+                                                prior_mean))
+  information = float(weights.total(per_leaf))
+  mean_term = float(squared_distance) / (2.0 * prior_variance)
+  result = {"information": information, "information_mean_term": mean_term,
+            "information_curvature_term": information - mean_term}
+  result.update({f"information_{name}": value
+                 for name, value in per_layer_values(per_leaf).items()})
+  return result
+
+
+def fisher_information(apply_fn: Callable, params, batch, *, beta: float, prior_variance: float,
+                       prior_mean, chunk_size: Optional[int] = None) -> dict:
+  """`gaussian_information_terms` with the exact true-Fisher diagonal of ``batch`` at ``params``.
+
+  Args:
+    apply_fn: ``apply_fn(params, inputs) -> logits``.
+    params: ``w*``.
+    batch: ``(inputs, labels)``, the training set.
+    beta: the trade-off for the summed loss, > 0.
+    prior_variance: ``lambda^2``.
+    prior_mean: ``w0`` (the initialisation).
+    chunk_size: examples per chunk of the Fisher computation (memory bound).
+
+  Returns:
+    See `gaussian_information_terms`.
+  """
+  curvature = true_fisher_diagonal(apply_fn, params, batch, chunk_size=chunk_size)
+  return gaussian_information_terms(curvature, params, num_examples=int(np.shape(batch[1])[0]),
+                                    beta=beta, prior_variance=prior_variance,
+                                    prior_mean=prior_mean)
+
+
+def beta_grid(beta_max: float, beta_min: float, num_betas: int) -> np.ndarray:
+  """``num_betas`` log-spaced trade-offs from ``beta_max`` down to ``beta_min`` (both > 0)."""
+  if not 0 < beta_min <= beta_max or int(num_betas) != num_betas or num_betas < 1:
+    raise ValueError(f"beta_grid: need 0 < beta_min <= beta_max and num_betas >= 1; got "
+                     f"beta_min={beta_min}, beta_max={beta_max}, num_betas={num_betas}.")
+  return np.geomspace(beta_max, beta_min, int(num_betas))
+
+
+def lagrangian_sweep(loss_fn: Callable, prior_mean, batch, betas, *, prior_variance: float,
+                     optimizer: optax.GradientTransformation, num_steps: int, key: jax.Array,
+                     eval_samples: int) -> list:
+  """Minimises the information Lagrangian for each ``beta`` from ``Q = P``, warm-started.
+
+  The variational estimator: `infojax.weights.trace_structure_function` on the mean loss with
+  ``reduction="sum"`` (``betas`` weigh the summed loss, in nats), ``P = N(w0, lambda^2 I)``. Calls
+  with the same ``loss_fn`` and ``optimizer`` objects (and shapes) share one compilation.
+
+  Args:
+    loss_fn: ``loss_fn(params, (inputs, labels))``, the mean loss in nats (e.g. `mean_nll_fn`).
+    prior_mean: ``w0``, the initialisation; also the starting mean of Q.
+    batch: ``(inputs, labels)``, the training set (full-batch steps).
+    betas: trade-offs for the summed loss, swept from the largest.
+    prior_variance: ``lambda^2``.
+    optimizer: the optimiser of the fit, with ``num_steps`` steps per ``beta`` (e.g.
+      `infojax.train.make_optimizer` with ``steps_per_epoch=1, num_epochs=num_steps``).
+    num_steps: full-batch steps per ``beta``.
+    key: a PRNG key.
+    eval_samples: weight draws for the reported ``E_Q L_D``.
+
+  Returns:
+    One dict per ``beta`` (largest first): ``beta``, ``information`` (``KL(Q||P)``, nats),
+    ``expected_loss`` (``E_Q L_D``, mean nats per example), ``code_length``
+    (``N E_Q L_D + KL``, nats) and ``information_<layer>``.
+  """
+  num_examples = int(np.shape(batch[1])[0])
+  curve = weights.trace_structure_function(
+      loss_fn, weights.gaussian_posterior(prior_mean, prior_variance),
+      tuple(jnp.asarray(x) for x in batch), betas, key=key, optimizer=optimizer,
+      prior_variance=prior_variance, num_steps=num_steps, prior_mean=prior_mean,
+      eval_samples=eval_samples, reduction="sum", num_examples=num_examples)
+  swept = np.sort(np.asarray(betas, np.float64))[::-1]  # the sweep's order, in float64
+  points = []
+  for k in range(len(swept)):
+    information = float(curve.information[k])
+    expected_loss = float(curve.expected_loss[k])
+    point = {"beta": float(swept[k]), "information": information,
+             "expected_loss": expected_loss,
+             "code_length": num_examples * expected_loss + information}
+    layers = per_layer_values(jax.tree.map(lambda leaf, k=k: leaf[k], curve.information_per_leaf))
+    point.update({f"information_{name}": value for name, value in layers.items()})
+    points.append(point)
+  return points
+
+
+def write_records(path: str, records: Sequence[dict]) -> None:
+  """Writes records as JSON lines (process 0 only), replacing the file."""
+  if not io.is_primary_process():
+    return
+  temporary = path + ".tmp"
+  with open(temporary, "w") as f:
+    f.writelines(json.dumps(io.to_json_value(record)) + "\n" for record in records)
+  os.replace(temporary, path)
+
+
+def write_summary(path: str, lines: Sequence[str]) -> None:
+  """Writes a text summary (process 0 only)."""
+  if io.is_primary_process():
+    with open(path, "w") as f:
+      f.write("\n".join(lines) + "\n")
