@@ -39,6 +39,8 @@ def get_config(arg=None):
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.checkpoint_every = 5
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
   config.optimizer = config_lib.optimizer_config(
       name="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="exponential",
       decay_factor=0.97)

@@ -75,6 +75,8 @@ def test_smoke_sweep_measures_every_run_equals_runs_alone_and_resumes(tmp_path, 
   with open(tmp_path / "whole" / critical_periods.PLOT_FILE, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert "critical period" in (tmp_path / "whole" / "summary.txt").read_text()
+  page = (tmp_path / "whole" / "index.html").read_text()   # the run's page, for a browser
+  assert f"src='{critical_periods.PLOT_FILE}'" in page and "critical period" in page
 
   # Kill the sweep at its second checkpoint of the second deficit; the rerun resumes there (it
   # does not retrain the first deficit) and ends with exactly the uninterrupted records.

@@ -110,6 +110,8 @@ def test_smoke_run_of_the_script_writes_metrics_plot_and_summary(tmp_path):
   assert f"fisher_trace_true_peak={peak:.4g}" in process.stdout
   with open(workdir / "info_plot.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  page = (workdir / "index.html").read_text()
+  assert "src='info_plot.png'" in page and f"{len(records)} records" in page
   text = (workdir / "summary.txt").read_text()
   assert "true Fisher trace" in text and "test accuracy" in text
   with open(workdir / "config.json") as f:

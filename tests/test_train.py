@@ -346,6 +346,26 @@ def test_an_interrupted_fit_resumes_to_the_same_records(tmp_path):
               **{**kwargs, "num_epochs": 3})
 
 
+def test_tensorboard_events_of_an_interrupted_fit_equal_the_records(tmp_path):
+  pytest.importorskip("tensorboardX")
+  from infojax.io import tensorboard
+  objective, optimizer, state, train_data, _ = _fit_setup()
+  kwargs = dict(train_data=train_data, num_epochs=4, checkpoint_every=2, tensorboard=True,
+                workdir=str(tmp_path))
+
+  def crash_at_epoch_3(epoch, state):
+    if epoch == 3:
+      raise KeyboardInterrupt
+    return {}
+
+  with pytest.raises(KeyboardInterrupt):   # epoch 3 trains, then the hook stops the run
+    train.fit(objective, optimizer, state, hooks=[crash_at_epoch_3], **kwargs)
+  history = train.fit(objective, optimizer, state, **kwargs).history
+  expected = sorted((name, r["epoch"], pytest.approx(r[name], rel=1e-6)) for r in history
+                    for name in r if name not in ("epoch", "step"))
+  assert sorted(tensorboard.read_scalars(str(tmp_path / "tensorboard"))) == expected
+
+
 def test_batches_sharded_over_a_data_axis_give_the_same_run():
   objective, optimizer, state, train_data, (inputs, labels) = _fit_setup(batch=16)
   mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))

@@ -306,7 +306,12 @@ def write_records(path: str, records: Sequence[dict]) -> None:
 
 
 def write_summary(path: str, lines: Sequence[str]) -> None:
-  """Writes a text summary (process 0 only)."""
+  """Writes a text summary (process 0 only), then the run's page ``index.html`` next to it.
+
+  Every experiment writes its summary last, after its plots, so the page
+  (`infojax.io.write_run_page`) shows the run's summary, plots, metrics and config.
+  """
   if io.is_primary_process():
     with open(path, "w") as f:
       f.write("\n".join(lines) + "\n")
+    io.write_run_page(os.path.dirname(os.path.abspath(path)))

@@ -228,7 +228,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       batch_size=config.batch_size, seed=config.seed, num_epochs=config.num_epochs,
       eval_data={"test": splits["test"]}, eval_batch_size=config.eval_batch_size, hooks=[hook],
       workdir=workdir, checkpoint_every=config.checkpoint_every, mesh=mesh,
-      data_per_process=per_process)
+      data_per_process=per_process, tensorboard=config.tensorboard)
 
   if not io.is_primary_process():
     return {}

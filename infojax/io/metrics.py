@@ -95,14 +95,17 @@ class MetricsWriter:
     path: the ``.jsonl`` file (its directory must exist); appended to if it exists.
     tensorboard_dir: also mirror every record into TensorBoard event files there
       (`infojax.io.tensorboard.EventWriter`; needs the optional tensorboardX); ``None``: off.
+    tensorboard_purge_step: see `infojax.io.tensorboard.EventWriter` (a resumed run's first
+      epoch).
   """
 
-  def __init__(self, path: str, *, tensorboard_dir: Optional[str] = None):
+  def __init__(self, path: str, *, tensorboard_dir: Optional[str] = None,
+               tensorboard_purge_step: Optional[int] = None):
     self.path = path
     self._events = None
     if tensorboard_dir is not None:
       from infojax.io import tensorboard  # pylint: disable=import-outside-toplevel
-      self._events = tensorboard.EventWriter(tensorboard_dir)
+      self._events = tensorboard.EventWriter(tensorboard_dir, purge_step=tensorboard_purge_step)
     self._file = open(path, "a") if is_primary_process() else None
 
   def write(self, record: Mapping[str, Any]) -> None:

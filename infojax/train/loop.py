@@ -355,7 +355,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         hooks: Sequence[Hook] = (), workdir: Optional[str] = None, checkpoint_every: int = 1,
         max_checkpoints_to_keep: Optional[int] = 2, log_initial: bool = True,
         progress: bool = True, mesh: Optional[jax.sharding.Mesh] = None,
-        data_per_process: bool = False, put_on_device: Optional[Callable] = None) -> FitResult:
+        data_per_process: bool = False, put_on_device: Optional[Callable] = None,
+        tensorboard: bool = False) -> FitResult:
   """Trains for ``num_epochs`` epochs, resuming from the newest checkpoint in ``workdir`` if any.
 
   Each epoch ``e`` (counting from 1) is one call of the compiled scan over its batches, then exact
@@ -394,6 +395,9 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     max_checkpoints_to_keep: the newest checkpoints kept on disk (``None``: all).
     log_initial: also record epoch 0 (evaluation and hooks on the initial state, no training).
     progress: show a tqdm bar on stderr (process 0; tqdm hides it when stderr is not a terminal).
+    tensorboard: also write every record as TensorBoard scalars in ``workdir/tensorboard``
+      (`infojax.io.tensorboard`; the optional tensorboardX), to watch the run live; a resumed
+      run replaces the events of the epochs it redoes.
     mesh: a data-parallel device mesh (`infojax.parallel.data_mesh`), possibly spanning several
       processes. The state is replicated over it (leaves already laid out on it, e.g. by
       `infojax.parallel.shard_params`, keep their layout), and each epoch's batches and the
@@ -466,8 +470,10 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
   checkpointer, state, start, history = _resume(
       workdir, state, num_epochs=num_epochs, checkpoint_every=checkpoint_every,
       max_checkpoints_to_keep=max_checkpoints_to_keep)
-  writer = (metrics_lib.MetricsWriter(os.path.join(workdir, METRICS_FILE))
-            if workdir is not None else None)
+  writer = (metrics_lib.MetricsWriter(
+      os.path.join(workdir, METRICS_FILE),
+      tensorboard_dir=os.path.join(workdir, "tensorboard") if tensorboard else None,
+      tensorboard_purge_step=start if start > 1 else None) if workdir is not None else None)
 
   def emit(record):
     history.append(record)
