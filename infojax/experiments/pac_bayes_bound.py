@@ -94,12 +94,11 @@ def optimise_posterior(fit, trained, train_arrays, settings, *, seed: int, key: 
   state = fit.init(initial_posterior(trained, std_scale=settings.posterior_std_scale,
                                      min_variance=settings.posterior_min_variance),
                    key, prior_variance=settings.prior_variance_init)
-  run_epoch = jax.jit(lambda state, batches: weights.fit(fit.update, state, batches))
   batch = common.as_batch(train_arrays)
   records = []
   for epoch in range(1, settings.num_epochs + 1):
     batches = data.batches(batch, settings.batch_size, seed=seed, epoch=epoch)
-    state, metrics = run_epoch(state, batches)
+    state, metrics = weights.fit(fit.update, state, batches)  # jitted, compiled once per fit
     if epoch % settings.log_every == 0 or epoch == settings.num_epochs:
       means = jax.tree.map(lambda m: float(jnp.mean(m)), metrics)
       records.append({"epoch": epoch, "objective": means["objective"],

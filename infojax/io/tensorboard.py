@@ -101,8 +101,8 @@ def read_scalars(logdir: str) -> list:
   Returns:
     ``[(tag, step, value)]`` in the order written.
   """
+  _tensorboardx()  # the clear ImportError first
   from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
-  _tensorboardx()
   found = []
   for name in sorted(os.listdir(logdir)):
     with open(os.path.join(logdir, name), "rb") as f:
