@@ -98,9 +98,9 @@ def window(onset, length: int, *, num_epochs: int) -> Window:
     ``Window(t0, t0 + L)``, with leading axis ``R`` for a sequence.
   """
   start = _check_epoch_count("onset", onset, minimum=0)
-  size = int(_check_epoch_count("length", length, minimum=1))
   if np.ndim(length) != 0:
     raise ValueError(f"length must be one integer; got {length!r}.")
+  size = int(_check_epoch_count("length", length, minimum=1))
   return _checked_window(start, start + size, num_epochs, f"the window onset + length {size}")
 
 

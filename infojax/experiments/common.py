@@ -8,6 +8,7 @@ sweep); Achille & Soatto, "Emergence of invariance and disentanglement in deep r
 (JMLR 2018).
 """
 
+import functools
 import json
 import os
 from typing import Callable, Optional, Sequence
@@ -303,6 +304,15 @@ def write_records(path: str, records: Sequence[dict]) -> None:
   with open(temporary, "w") as f:
     f.writelines(json.dumps(io.to_json_value(record)) + "\n" for record in records)
   os.replace(temporary, path)
+
+
+@functools.lru_cache(maxsize=None)
+def dense_head(num_classes: int) -> Callable:
+  """``apply_fn(params, features)`` of a ``flax.linen.Dense(num_classes)`` head, one object per
+  class count, so that programs compiled for it (`infojax.tasks.task2vec.fit_head`) are reused
+  across tasks."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  return models.make_apply_fn(nn.Dense(num_classes))
 
 
 def write_summary(path: str, lines: Sequence[str]) -> None:

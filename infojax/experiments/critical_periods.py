@@ -165,21 +165,31 @@ def _records(deficit_kind, runs, epoch, measured, losses=None):
   return records
 
 
+class _Setup(NamedTuple):
+  """What every deficit's sweep shares: built once in `run`, the measuring program compiled once.
+
+  The arrays live replicated on the global mesh: every process computes every run (small runs),
+  and orbax saves global arrays in multi-process jobs.
+  """
+  apply_fn: object
+  params0: dict          # seed -> initial parameters (host arrays)
+  optimizer: object
+  measure: object        # `_make_measure`'s jitted program
+  mesh: object
+  train_split: tuple     # (images, labels), replicated
+  test_split: tuple
+  probe: tuple
+
+
 def _run_deficit(config, kind, runs, setup, workdir, records):
   """Trains every run of one deficit, resuming from its last checkpoint; returns its records."""
-  apply_fn, params0, splits, probe, optimizer, num_epochs = setup
-  deficit = deficits.make(kind, image_shape=splits["train"]["image"].shape[1:],
+  apply_fn, params0, optimizer, measure, mesh, train_split, test_split, probe = setup
+  num_epochs = config.num_epochs
+  deficit = deficits.make(kind, image_shape=train_split[0].shape[1:],
                           num_classes=config.num_classes, low_size=config.blur_low_size,
                           key=jax.random.key(config.deficit_seed))
-  train_epoch = _make_train_epoch(apply_fn, deficit, optimizer, len(splits["train"]["label"]),
+  train_epoch = _make_train_epoch(apply_fn, deficit, optimizer, train_split[1].shape[0],
                                   config.batch_size)
-  measure = _make_measure(apply_fn)
-  # Everything lives replicated on the global mesh: every process computes every run (small
-  # runs), and orbax saves global arrays in multi-process jobs.
-  mesh = parallel.data_mesh()
-  train_split, test_split, probe = parallel.replicate(
-      ((splits["train"]["image"], splits["train"]["label"]),
-       (splits["test"]["image"], splits["test"]["label"]), probe), mesh)
   params = jax.tree.map(lambda *leaves: np.stack(leaves), *[params0[int(s)] for s in runs.seed])
   keys = jax.vmap(jax.random.key)(jnp.asarray(runs.seed))
   state = parallel.replicate(
@@ -346,7 +356,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                            per_class=config.probe_per_class,
                                            num_classes=config.num_classes, seed=0)
   probe = (splits["train"]["image"][index], splits["train"]["label"][index])
-  setup = (apply_fn, params0, splits, probe, optimizer, num_epochs)
+  mesh = parallel.data_mesh()
+  setup = _Setup(apply_fn, params0, optimizer, _make_measure(apply_fn), mesh,
+                 *parallel.replicate(((splits["train"]["image"], splits["train"]["label"]),
+                                      (splits["test"]["image"], splits["test"]["label"]), probe),
+                                     mesh))
 
   path = os.path.join(workdir, METRICS_FILE)
   records = io.read_metrics(path) if os.path.exists(path) else []

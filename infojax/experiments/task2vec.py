@@ -272,11 +272,12 @@ def fit_task_head(config, params, task, key) -> tuple:
                                    for split in (task.train, task.test))
   initial = head.init(jax.random.fold_in(key, 0), train_features[:1])["params"]
   fitted = task2vec.fit_head(
-      lambda p, f: head.apply({"params": p}, f), initial, train_features, task.train["label"],
+      common.dense_head(task.num_classes), initial, train_features, task.train["label"],
       key=jax.random.fold_in(key, 1), learning_rate=config.head_learning_rate,
       weight_decay=config.head_weight_decay, num_epochs=config.head_epochs,
       batch_size=min(config.head_batch_size, task.train["label"].shape[0]))
-  errors = [float(jnp.mean(jnp.argmax(head.apply({"params": fitted}, f), -1) != labels))
+  head_fn = common.dense_head(task.num_classes)
+  errors = [float(jnp.mean(jnp.argmax(head_fn(fitted, f), -1) != labels))
             for f, labels in ((train_features, task.train["label"]),
                               (test_features, task.test["label"]))]
   return fitted, errors
@@ -367,8 +368,9 @@ def matrix_statistics(matrix: np.ndarray, relations: dict, norms, errors) -> dic
     statistics[f"{name}_min"] = float(np.min(values)) if values else float("nan")
   statistics["relabelled_max"] = (max(r["distance"] for r in relabelled) if relabelled
                                   else float("nan"))
-  statistics["norm_vs_error_spearman"] = _spearman(norms, errors)
-  statistics["norm_vs_error_pvalue"] = float(scipy.stats.spearmanr(norms, errors).pvalue)
+  rank = scipy.stats.spearmanr(norms, errors)
+  statistics["norm_vs_error_spearman"] = float(rank.statistic)
+  statistics["norm_vs_error_pvalue"] = float(rank.pvalue)
   return statistics
 
 

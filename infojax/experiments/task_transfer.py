@@ -47,7 +47,6 @@ import math
 import os
 from typing import Callable, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -221,7 +220,7 @@ def probe_embeddings(probe_params, tasks, initial, hidden_sizes, *, head_epochs:
     images = jnp.asarray(task.train["image"])
     features = jax.nn.relu(activations.activations_fn(apply_fn, last)(params, images))
     fitted = task2vec.fit_head(
-        models.make_apply_fn(nn.Dense(task.num_classes)), head, features, task.train["label"],
+        common.dense_head(task.num_classes), head, features, task.train["label"],
         key=jax.random.fold_in(key, index), num_epochs=head_epochs,
         batch_size=min(64, features.shape[0]))
     embedding = task2vec.embedding(
@@ -275,13 +274,11 @@ def information_distance(source, target, expert, initial, trainer, hidden_sizes,
       (joint_t[0], (jax.tree.map(jnp.zeros_like, head_js), joint_t[1])))
   params_joint = (trunk_j, (head_js, head_jt))
   options = dict(beta=beta, prior_variance=prior_variance, prior_mean=prior_mean)
-  return {
-      "information_distance": float(distance.task_distance(
-          curvature_source, params_source, curvature_joint, params_joint, **options)),
-      "information_source": float(distance.task_information(curvature_source, params_source,
-                                                            **options)),
-      "information_joint": float(distance.task_information(curvature_joint, params_joint,
-                                                           **options))}
+  # `distance.task_distance` is joint - source of these two terms; each is computed once.
+  joint = distance.task_information(curvature_joint, params_joint, **options)
+  source_information = distance.task_information(curvature_source, params_source, **options)
+  return {"information_distance": float(joint - source_information),
+          "information_source": float(source_information), "information_joint": float(joint)}
 
 
 def fine_tune_bank(starts, target, fine_tune_data, fine_tune, *, key):

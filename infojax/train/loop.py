@@ -37,6 +37,7 @@ import tqdm
 from infojax import likelihoods
 from infojax import parallel
 from infojax.io import metrics as metrics_lib
+from infojax.io.tensorboard import TENSORBOARD_DIR
 from infojax.train.checkpoint import CHECKPOINT_DIR
 from infojax.train.checkpoint import Checkpointer
 from infojax.train.state import TrainState
@@ -472,7 +473,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
       max_checkpoints_to_keep=max_checkpoints_to_keep)
   writer = (metrics_lib.MetricsWriter(
       os.path.join(workdir, METRICS_FILE),
-      tensorboard_dir=os.path.join(workdir, "tensorboard") if tensorboard else None,
+      tensorboard_dir=os.path.join(workdir, TENSORBOARD_DIR) if tensorboard else None,
       tensorboard_purge_step=start if start > 1 else None) if workdir is not None else None)
 
   def emit(record):
