@@ -23,6 +23,9 @@ from infojax.io import metrics as metrics_lib
 from infojax.train import optim
 
 CONFIG_FILE = "config.json"
+# Fields that change what a run writes alongside, not what it computes: a run may be resumed with
+# them changed (e.g. TensorBoard turned on for a run already under way).
+OUTPUT_ONLY_FIELDS = ("tensorboard",)
 
 
 def optimizer_config(**overrides) -> ml_collections.ConfigDict:
@@ -57,7 +60,8 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Creates ``workdir`` and saves the config there as ``config.json`` (process 0).
 
   A workdir that already holds a run (its ``config.json``) must have been made by the same config,
-  so that a restarted run resumes the same experiment.
+  so that a restarted run resumes the same experiment; only the top-level `OUTPUT_ONLY_FIELDS`
+  (``tensorboard``) may differ.
 
   Returns:
     The absolute workdir path.
@@ -75,7 +79,8 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    changed = _differences(saved, current)
+    changed = _differences({k: v for k, v in saved.items() if k not in OUTPUT_ONLY_FIELDS},
+                           {k: v for k, v in current.items() if k not in OUTPUT_ONLY_FIELDS})
     if changed:
       raise ValueError(
           f"{workdir} holds a run with a different config ({'; '.join(changed)}); use a fresh "

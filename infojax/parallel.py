@@ -19,6 +19,8 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import jax
 import numpy as np
 
+from infojax.fisher import _sharding
+
 DATA_AXIS = "data"
 
 _ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
@@ -226,11 +228,8 @@ def with_sharding_of(x, reference):
   results from sharded inputs; branches of ``lax.cond`` must then be resharded to agree. Without
   an explicit sharding (no mesh, or an Auto mesh) ``x`` is returned as it is.
   """
-  sharding = getattr(jax.typeof(reference), "sharding", None)
-  spec = getattr(sharding, "spec", None)
-  if not spec or all(axis is None for axis in spec):
-    return x
-  return jax.sharding.reshard(x, sharding)
+  sharding = _sharding.explicit_sharding(reference)
+  return x if sharding is None else jax.sharding.reshard(x, sharding)
 
 
 def is_prng_key(x) -> bool:

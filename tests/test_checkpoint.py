@@ -64,3 +64,25 @@ def test_rejects_untyped_keys_and_bad_options(tmp_path):
       checkpointer.save(1, state._replace(key=jax.random.key_data(state.key)))
   with pytest.raises(ValueError, match="max_to_keep"):
     train.Checkpointer(str(tmp_path / "other"), max_to_keep=0)
+
+
+def test_round_trip_of_any_pytree_with_nested_named_tuples_and_keys(tmp_path):
+  """A posterior fit's state: named tuples nested in tuples, a typed key among the leaves."""
+  from infojax import weights  # pylint: disable=import-outside-toplevel
+  params = {"b": {"kernel": jnp.arange(6.0).reshape(2, 3), "bias": jnp.ones(3)}, "a": jnp.zeros(2)}
+  fit = weights.information_lagrangian_fit(lambda p, _: jnp.sum(jnp.square(p["a"] - 1.0)),
+                                           beta=1.0, optimizer=optax.adam(1e-2))
+  saved, _ = fit.update(fit.init(weights.gaussian_posterior(params, 0.01), jax.random.key(3),
+                                 prior_variance=0.1), None)
+  like = fit.init(weights.gaussian_posterior(jax.tree.map(jnp.zeros_like, params), 0.5),
+                  jax.random.key(0), prior_variance=0.2)
+  with train.Checkpointer(str(tmp_path)) as checkpointer:
+    checkpointer.save(0, {"state": saved, "keys": jax.random.split(jax.random.key(5), 2)})
+    restored = checkpointer.restore(0, {"state": like, "keys": jax.random.split(like.key, 2)})
+  assert jax.tree.structure(restored["state"]) == jax.tree.structure(saved)
+  for x, y in zip(jax.tree.leaves(saved), jax.tree.leaves(restored["state"])):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x, y = jax.random.key_data(x), jax.random.key_data(y)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  np.testing.assert_array_equal(jax.random.key_data(restored["keys"]),
+                                jax.random.key_data(jax.random.split(jax.random.key(5), 2)))

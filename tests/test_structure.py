@@ -158,3 +158,95 @@ def test_repeated_sweeps_with_equal_static_settings_compile_once():
                                    prior_variance=1.0, optimizer=optimizer, num_steps=6,
                                    eval_samples=4)
   assert len(traces) > traced
+
+
+def test_tolerance_stops_each_fit_and_reports_its_criterion():
+  """The criterion, recomputed from an explicit step loop with the same keys, and the distance
+  term, recomputed from the returned posterior."""
+  optimizer = optax.adam(3e-2)
+  prior_variance, check_every, num_steps = 1.0, 25, 1000
+  start = weights.gaussian_posterior(jnp.zeros(_NUM_WEIGHTS), prior_variance)
+  key = jax.random.key(2)
+  curve, last = weights.trace_structure_function(
+      _quadratic_loss, start, None, [1.0], key=key, optimizer=optimizer,
+      prior_variance=prior_variance, num_steps=num_steps, check_every=check_every,
+      tolerance=5e-2, num_samples=16, eval_samples=4, return_posterior=True)
+  steps = int(curve.steps[0])
+  assert 2 * check_every <= steps < num_steps and steps % check_every == 0
+  # The same fit step by step: chunk means of the objective, stopping at the first small change.
+  fit = weights.information_lagrangian_fit(_quadratic_loss, beta=1.0, optimizer=optimizer,
+                                           num_samples=16)
+  fit_key = jax.random.split(key, 2)[0]
+  state = fit.init(start, fit_key, prior_variance=prior_variance)
+  means, update = [], jax.jit(fit.update)
+  while True:
+    values = []
+    for _ in range(check_every):
+      state, metrics = update(state, None)
+      values.append(float(metrics["objective"]))
+    means.append(np.mean(values))
+    change = (abs(means[-1] - means[-2]) / abs(means[-2]) if len(means) > 1 else math.nan)
+    if change <= 5e-2 or len(means) * check_every == num_steps:
+      break
+  assert len(means) * check_every == steps
+  np.testing.assert_allclose(float(curve.relative_change[0]), change, rtol=1e-3)
+  np.testing.assert_allclose(np.asarray(last.mean), np.asarray(state.posterior.mean), rtol=1e-5,
+                             atol=1e-7)
+  distance = float(np.sum(np.asarray(last.mean, np.float64) ** 2) / (2 * prior_variance))
+  np.testing.assert_allclose(float(curve.distance[0]), distance, rtol=1e-5)
+  assert 0 < float(curve.distance[0]) < float(curve.information[0])
+  # Without a tolerance every step runs and the criterion is still reported; one chunk: nan.
+  full = weights.trace_structure_function(
+      _quadratic_loss, start, None, [1.0], key=key, optimizer=optimizer,
+      prior_variance=prior_variance, num_steps=num_steps, check_every=check_every, eval_samples=4)
+  assert int(full.steps[0]) == num_steps and np.isfinite(float(full.relative_change[0]))
+  single = weights.trace_structure_function(
+      _quadratic_loss, start, None, [1.0], key=key, optimizer=optimizer,
+      prior_variance=prior_variance, num_steps=25, eval_samples=4)
+  assert int(single.steps[0]) == 25 and math.isnan(float(single.relative_change[0]))
+  for options, match in ((dict(check_every=30), "divide"), (dict(tolerance=0.0), "tolerance"),
+                         (dict(check_every=0), "check_every")):
+    with pytest.raises(ValueError, match=match):
+      weights.trace_structure_function(_quadratic_loss, start, None, [1.0], key=key,
+                                       optimizer=optimizer, prior_variance=1.0, num_steps=1000,
+                                       **options)
+
+
+def _brute_force_hull_knee(t, loss):
+  """The lower hull by definition: vertex i is on it when no segment between two other points
+  passes strictly below it; the knee from the slopes of consecutive vertices."""
+  order = np.argsort(t)
+  t, loss = t[order], loss[order]
+  vertices = []
+  for i in range(len(t)):
+    below = any(t[a] < t[i] < t[b] and loss[a] + (loss[b] - loss[a]) * (t[i] - t[a])
+                / (t[b] - t[a]) <= loss[i] for a in range(len(t)) for b in range(len(t)))
+    if not below:
+      vertices.append(i)
+  slopes = [(loss[j] - loss[i]) / (t[j] - t[i]) for i, j in zip(vertices, vertices[1:])]
+  knee = next((v for v, s in zip(vertices, slopes) if s >= -1.0), vertices[-1])
+  return order[vertices], np.asarray(slopes), order[knee]
+
+
+def test_hull_knee_matches_a_brute_force_hull_on_random_curves():
+  rng = np.random.default_rng(4)
+  for _ in range(30):
+    k = int(rng.integers(2, 12))
+    t = rng.permutation(rng.uniform(0.0, 50.0, k))
+    loss = 200.0 - 3.0 * np.minimum(t, 20.0) - 0.5 * t + rng.normal(0.0, 5.0, k)
+    knee = weights.hull_knee(t, loss / 100.0, num_examples=100)
+    hull, slopes, index = _brute_force_hull_knee(t, loss)
+    np.testing.assert_array_equal(knee.hull, hull)
+    np.testing.assert_allclose(knee.slopes, slopes, rtol=1e-9)
+    assert knee.index == index
+    assert np.all(np.diff(knee.slopes) > 0)   # convex
+  # Known curves: the kink of max(300 - 5t, 200 - t) at t = 25; random labels: the first point.
+  t = np.linspace(0.0, 100.0, 201)
+  assert t[weights.hull_knee(t, np.maximum(300.0 - 5.0 * t, 200.0 - t),
+                             num_examples=1).index] == pytest.approx(25.0)
+  assert weights.hull_knee(t, 100.0 - t + 1e-3 * t ** 2, num_examples=1).index == 0
+  assert weights.hull_knee(t, 100.0 - 2.0 * t, num_examples=1).index == 200
+  with pytest.raises(ValueError, match="1-D"):
+    weights.hull_knee(t, t[:-1], num_examples=1)
+  with pytest.raises(ValueError, match="finite"):
+    weights.hull_knee(t, np.where(t > 50, np.nan, t), num_examples=1)

@@ -6,6 +6,7 @@ import numpy as np
 
 from infojax import likelihoods as likelihoods_lib
 from infojax._validation import is_concrete
+from infojax.fisher import _sharding
 from infojax.fisher import discovery
 
 KINDS = ("empirical", "true", "mc")
@@ -121,18 +122,6 @@ def check_outputs(outputs, num_examples):
         f"N = {num_examples}; got {outputs}.")
 
 
-def _last_rows(x, size: int):
-  """The last ``size`` rows of ``x``; a batch held by this process is sliced on the host.
-
-  Slicing a batch sharded over an Explicit mesh needs an output sharding, so a fully addressable
-  array is copied to the host first (the check evaluates it eagerly anyway); a global array
-  spread over processes is sliced where it lives.
-  """
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    return x[x.shape[0] - size:]
-  return np.asarray(x)[np.shape(x)[0] - size:]
-
-
 def check_independent(apply_fn, params, inputs) -> None:
   """Raises ``ValueError`` if ``apply_fn`` mixes examples; a no-op on traced arguments.
 
@@ -152,7 +141,8 @@ def check_independent(apply_fn, params, inputs) -> None:
   if not is_concrete(outputs):          # closed-over constants inside an enclosing jit
     return
   size = num_examples // 2
-  tail = jax.tree.map(lambda x: _last_rows(x, size), inputs)
+  tail = jax.tree.map(lambda x: _sharding.host_take(x, slice(np.shape(x)[0] - size, None)),
+                      inputs)
   alone = np.asarray(apply_fn(params, tail), np.float64)
   together = np.asarray(outputs, np.float64)[num_examples - size:]
   if alone.shape != together.shape:

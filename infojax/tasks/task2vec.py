@@ -54,6 +54,7 @@ from infojax import fisher
 from infojax import info
 from infojax import train
 from infojax._validation import is_concrete
+from infojax.fisher import _sharding
 from infojax.weights import posterior as weights_posterior
 
 METHODS = ("exact", "mc", "variational", "minibatch_squared")
@@ -650,14 +651,6 @@ def _class_counts(labels, num_examples: int, num_classes: int, class_balanced: b
   return counts
 
 
-def _take(x, index):
-  """``x[index]``; a batch held by this process is gathered on the host (a class's examples are
-  not a whole number of shards, and an Explicit-sharded array refuses an ambiguous gather)."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    return x[index]
-  return np.asarray(x)[index]
-
-
 def _balanced_diagonal(apply_fn, params, inputs, labels, counts, *, likelihood, kind, mc_samples,
                        key, chunk_size):
   """``ij.fisher.diagonal``, each class weighted equally when ``counts`` is given."""
@@ -671,7 +664,7 @@ def _balanced_diagonal(apply_fn, params, inputs, labels, counts, *, likelihood, 
   per_class = []
   for c, class_key in enumerate(keys):
     index = np.flatnonzero(values == c)
-    subset = jax.tree.map(lambda x: _take(x, index), (inputs, labels))
+    subset = jax.tree.map(lambda x: _sharding.host_take(x, index), (inputs, labels))
     per_class.append(call(subset, key=class_key))
   return jax.tree.map(lambda *d: sum(d) / len(d), *per_class)
 

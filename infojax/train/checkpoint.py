@@ -1,4 +1,5 @@
-"""orbax checkpoints of a `TrainState`, one per saved epoch, in ``workdir/checkpoints/<epoch>``.
+"""orbax checkpoints of a `TrainState` (or any pytree of arrays), one per saved epoch or step, in
+``workdir/checkpoints/<epoch>``.
 
 orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
 while saving leaves the previous checkpoints intact and the partial one is ignored. All processes
@@ -17,11 +18,11 @@ from infojax.train.state import TrainState
 CHECKPOINT_DIR = "checkpoints"
 
 
-def _storable(state: TrainState) -> TrainState:
-  """Replaces the typed PRNG key by its raw uint32 data (orbax stores plain arrays)."""
-  if not parallel.is_prng_key(state.key):
+def _storable(state):
+  """Replaces every typed PRNG key by its raw uint32 data (orbax stores plain arrays)."""
+  if isinstance(state, TrainState) and not parallel.is_prng_key(state.key):
     raise TypeError("checkpoint: state.key must be a typed PRNG key from jax.random.key(seed).")
-  return state._replace(key=jax.random.key_data(state.key))
+  return jax.tree.map(lambda x: jax.random.key_data(x) if parallel.is_prng_key(x) else x, state)
 
 
 def _abstract(tree):
@@ -30,7 +31,11 @@ def _abstract(tree):
 
 
 class Checkpointer:
-  """Saves and restores `TrainState`s indexed by epoch in one directory.
+  """Saves and restores `TrainState`s, or any pytrees of arrays, indexed by epoch in one directory.
+
+  The "epoch" is any non-negative integer step (a sweep's point index, a fit's epoch). Typed PRNG
+  keys anywhere in the tree are stored as their raw data and come back typed, with the key
+  implementation of the template given to `restore`.
 
   Use as a context manager, or call `close` when done.
 
@@ -57,12 +62,12 @@ class Checkpointer:
     """The epochs of all complete checkpoints, ascending."""
     return sorted(self._manager.all_steps())
 
-  def save(self, epoch: int, state: TrainState) -> None:
+  def save(self, epoch: int, state) -> None:
     """Writes ``state`` as the checkpoint of ``epoch`` and waits until it is complete on disk."""
     self._manager.save(int(epoch), args=ocp.args.StandardSave(_storable(state)), force=True)
     self._manager.wait_until_finished()
 
-  def restore(self, epoch: int, like: TrainState) -> TrainState:
+  def restore(self, epoch: int, like):
     """Reads the checkpoint of ``epoch``.
 
     Args:
@@ -71,7 +76,8 @@ class Checkpointer:
         freshly initialised state); its values are not used.
 
     Returns:
-      The saved `TrainState`, with a typed PRNG key of the same implementation as ``like.key``.
+      The saved state, with the pytree structure of ``like`` and typed PRNG keys of the same
+      implementations as ``like``'s.
     """
     if epoch not in self.epochs():
       raise ValueError(
@@ -79,9 +85,10 @@ class Checkpointer:
           f"saved epochs are {self.epochs()}.")
     target = _storable(like)
     restored = self._manager.restore(int(epoch), args=ocp.args.StandardRestore(_abstract(target)))
-    restored = TrainState(*restored)
-    return restored._replace(
-        key=jax.random.wrap_key_data(restored.key, impl=jax.random.key_impl(like.key)))
+    restored = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+    return jax.tree.map(
+        lambda template, x: (jax.random.wrap_key_data(x, impl=jax.random.key_impl(template))
+                             if parallel.is_prng_key(template) else x), like, restored)
 
   def close(self) -> None:
     self._manager.close()

@@ -30,7 +30,9 @@ from infojax.weights.posterior import sampled_losses
 from infojax.weights.posterior import sum_per_filter
 from infojax.weights.posterior import sum_per_leaf
 from infojax.weights.posterior import total
+from infojax.weights.structure import HullKnee
 from infojax.weights.structure import StructureFunction
+from infojax.weights.structure import hull_knee
 from infojax.weights.structure import kolmogorov_knee
 from infojax.weights.structure import plot_structure_functions
 from infojax.weights.structure import trace_structure_function

@@ -101,15 +101,22 @@ def _count(name, value, minimum=1):
 # ----------------------------------------------------------------------------------------------
 
 
-@jax.custom_jvp
-def _kl_inverse(q, c):
+def _largest_inside(inside, low, high):
+  """The top of the final bracket of bisecting ``[low, high]`` for the largest ``p`` with
+  ``inside(p)``, for a predicate true below a threshold and false above it (errs upward)."""
+
   def bisect(_, bracket):
     low, high = bracket
     middle = 0.5 * (low + high)
-    inside = info.binary_kl(q, middle) <= c
-    return jnp.where(inside, middle, low), jnp.where(inside, high, middle)
+    ok = inside(middle)
+    return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
 
-  _, high = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (q, jnp.ones_like(q)))
+  return jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (low, high))[1]
+
+
+@jax.custom_jvp
+def _kl_inverse(q, c):
+  high = _largest_inside(lambda p: info.binary_kl(q, p) <= c, q, jnp.ones_like(q))
   return jnp.where(c > 0, high, q)
 
 
@@ -384,15 +391,9 @@ def _test_set_bound(k, n, delta):
   shape = jnp.broadcast_shapes(k.shape, n.shape, delta.shape)
   k, n, delta = (jnp.broadcast_to(x, shape) for x in (k, n, delta))
 
-  def bisect(_, bracket):
-    low, high = bracket
-    middle = 0.5 * (low + high)
-    plausible = _binomial_cdf(k, n, middle) >= delta
-    return jnp.where(plausible, middle, low), jnp.where(plausible, high, middle)
-
   # At k = n the CDF is 1 for every p, so the bracket's top stays at 1.
-  _, high = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (jnp.zeros_like(k), jnp.ones_like(k)))
-  return high
+  return _largest_inside(lambda p: _binomial_cdf(k, n, p) >= delta, jnp.zeros_like(k),
+                         jnp.ones_like(k))
 
 
 def test_set_bound(num_errors, num_examples, *, delta) -> jax.Array:
@@ -650,7 +651,8 @@ def certify(train_error, num_mc_samples: int, kl, num_examples: int, *, prior_va
   """
   index = _check_on_grid(prior_variance, b, c)
   mc_bound = monte_carlo_error_bound(train_error, num_mc_samples, delta=delta_monte_carlo)
-  bre = dziugaite_roy_bre(kl, num_examples, delta=delta, prior_variance=prior_variance, b=b, c=c)
+  bre = _bre_from_index(_non_negative("kl", kl), _count("num_examples", num_examples, minimum=2),
+                        _confidence("delta", delta), index)
   return Certificate(
       train_error=_float(train_error), monte_carlo_error_bound=mc_bound, kl=_float(kl),
       prior_variance=_float(prior_variance), prior_variance_index=index, b_re=bre,
