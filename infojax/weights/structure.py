@@ -260,10 +260,11 @@ def hull_knee(information, expected_loss, *, num_examples) -> HullKnee:
   hull is the part of the curve the Lagrangian can reach (science.md §3.1). Its segments' slopes
   increase from the steepest (information that buys much loss) towards 0; the knee is the hull
   vertex where they cross -1, the rate at which memorising noise buys loss: the left segment's
-  slope is below -1 and the right one's at least -1. Unlike `kolmogorov_knee`, this does not presuppose
-  ``beta = 1`` in the sweep: it is read off the curve's geometry, with slopes fitted on the hull's
-  segments, not between grid end points. If every slope is at least -1 the knee is the first vertex
-  (no information is worth its cost, e.g. random labels); if every slope is below -1, the last.
+  slope is below -1 and the right one's at least -1. Unlike `kolmogorov_knee`, this does not
+  presuppose ``beta = 1`` in the sweep: it is read off the curve's geometry, with slopes fitted on
+  the hull's segments, not between grid end points. If every slope is at least -1 the knee is the
+  first vertex (no information is worth its cost, e.g. random labels); if every slope is below -1,
+  the last.
 
   Args:
     information: ``(K,)``, nats.
