@@ -147,3 +147,19 @@ def test_class_subset():
     transforms.class_subset(arrays, [1, 1])
   with pytest.raises(ValueError, match="no 'target'"):
     transforms.class_subset(arrays, [1], label_key="target")
+
+
+def test_standardize_uses_the_training_statistics_for_every_split():
+  rng = np.random.default_rng(3)
+  train = rng.normal(2.0, 3.0, size=(50, 4, 4, 2)).astype(np.float32)
+  train[..., 1] = 5.0   # a constant channel keeps its scale
+  test = rng.normal(size=(7, 4, 4, 2)).astype(np.float32)
+  got_train, got_test = transforms.standardize(train, test)
+  x = train.astype(np.float64).reshape(-1, 2)
+  mean, std = x.mean(0), x.std(0)
+  std[1] = 1.0
+  np.testing.assert_allclose(got_train, (train - mean) / std, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got_test, (test - mean) / std, rtol=1e-5, atol=1e-5)
+  assert got_test.dtype == np.float32
+  (alone,) = transforms.standardize(train)
+  np.testing.assert_array_equal(alone, got_train)

@@ -92,6 +92,24 @@ def normalize(images, *, mean, std) -> np.ndarray:
   return (images - mean) / std
 
 
+def standardize(train_images, *others, across_processes: bool = False) -> tuple:
+  """Standardises every image array with the training images' channel mean and std.
+
+  Channels of zero spread keep their scale (std 1). `channel_stats` then `normalize`.
+
+  Args:
+    train_images: (N, ..., C), the training split's images (the statistics' source).
+    *others: more (M, ..., C) arrays to standardise with the same statistics (e.g. the test split).
+    across_processes: see `channel_stats`.
+
+  Returns:
+    The float32 standardised arrays, ``train_images`` first, in the order given.
+  """
+  mean, std = channel_stats(train_images, across_processes=across_processes)
+  std = np.where(std > 0, std, 1.0).astype(np.float32)
+  return tuple(normalize(images, mean=mean, std=std) for images in (train_images, *others))
+
+
 def resize(images, size: Union[int, Sequence[int]], *, method: str = "bilinear",
            antialias: bool = True) -> np.ndarray:
   """Resizes the spatial axes of (N, H, W, C) images with ``jax.image.resize``.

@@ -226,13 +226,6 @@ def _subset(labels: np.ndarray, count: Optional[int], num_classes: int, seed: in
   return np.sort(order[:count])
 
 
-def _standardised(train: dict, test: dict) -> tuple[dict, dict]:
-  mean, std = transforms.channel_stats(train["image"])
-  std = np.where(std > 0, std, 1.0).astype(np.float32)
-  return tuple({"image": transforms.normalize(split["image"], mean=mean, std=std),
-                "label": split["label"]} for split in (train, test))
-
-
 def make_task(name: str, *, seed: int = 0, num_train: Optional[int] = None,
               num_test: Optional[int] = None, data_dir: Optional[str] = None) -> Task:
   """One task of the suite by name (see the module docstring for the names and inputs).
@@ -284,7 +277,10 @@ def make_task(name: str, *, seed: int = 0, num_train: Optional[int] = None,
   if kind == "permuted":
     splits["train"]["label"], splits["test"]["label"] = _permuted(
         splits["train"]["label"], splits["test"]["label"], num_classes, seed)
-  train, test = _standardised(splits["train"], splits["test"])
+  train_images, test_images = transforms.standardize(splits["train"]["image"],
+                                                     splits["test"]["image"])
+  train = {"image": train_images, "label": splits["train"]["label"]}
+  test = {"image": test_images, "label": splits["test"]["label"]}
   return Task(name=name, family=family, train=train, test=test, num_classes=num_classes)
 
 
