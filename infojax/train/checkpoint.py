@@ -3,13 +3,17 @@
 
 orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
 while saving leaves the previous checkpoints intact and the partial one is ignored. All processes
-call `save` and `restore` (they are collective in multi-host runs).
+call `save` and `restore` (they are collective in multi-host runs). In a multi-process run, a
+process-local array (one every process holds whole: a computation each process carries out on its
+own devices) is saved as a global array replicated over all devices, and restored back to this
+process's first device.
 """
 
 import os
 from typing import Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from infojax import parallel
@@ -25,9 +29,36 @@ def _storable(state):
   return jax.tree.map(lambda x: jax.random.key_data(x) if parallel.is_prng_key(x) else x, state)
 
 
+def _process_local(x) -> bool:
+  """Whether a leaf is this process's own value in a multi-process run (orbax saves global arrays
+  only)."""
+  return jax.process_count() > 1 and not (isinstance(x, jax.Array) and not x.is_fully_addressable)
+
+
+def _replicated_sharding():
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _global(tree):
+  """Process-local leaves as global arrays replicated over every device (identity on 1 process)."""
+
+  def convert(x):
+    if not _process_local(x):
+      return x
+    value = np.asarray(x)
+    return jax.make_array_from_callback(value.shape, _replicated_sharding(),
+                                        lambda index: value[index])
+
+  return jax.tree.map(convert, tree)
+
+
 def _abstract(tree):
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
+  def abstract(x):
+    sharding = _replicated_sharding() if _process_local(x) else getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+
+  return jax.tree.map(abstract, tree)
 
 
 class Checkpointer:
@@ -64,7 +95,8 @@ class Checkpointer:
 
   def save(self, epoch: int, state) -> None:
     """Writes ``state`` as the checkpoint of ``epoch`` and waits until it is complete on disk."""
-    self._manager.save(int(epoch), args=ocp.args.StandardSave(_storable(state)), force=True)
+    self._manager.save(int(epoch), args=ocp.args.StandardSave(_global(_storable(state))),
+                       force=True)
     self._manager.wait_until_finished()
 
   def restore(self, epoch: int, like):
@@ -86,6 +118,8 @@ class Checkpointer:
     target = _storable(like)
     restored = self._manager.restore(int(epoch), args=ocp.args.StandardRestore(_abstract(target)))
     restored = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+    restored = jax.tree.map(lambda template, x: x.addressable_data(0) if _process_local(template)
+                            else x, target, restored)
     return jax.tree.map(
         lambda template, x: (jax.random.wrap_key_data(x, impl=jax.random.key_impl(template))
                              if parallel.is_prng_key(template) else x), like, restored)
