@@ -19,6 +19,8 @@ inflates the second-moment estimate of the encoder's gradients, so the reconstru
 the encoder about 1/gamma as fast: with 10x fewer steps, gamma = 1000 left every dimension at the
 same KL (no order of entry at all in a trial run); gamma = 100 still holds the KL at C (mean
 |KL - C| of 0.4 nats in the default run).
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -67,6 +69,8 @@ def get_config(arg=None):
   # centred), in prior standard deviations.
   config.traversal_factors = (2, 2, 0, 8, 8)
   config.traversal_offsets = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     # 3 shapes x 2 scales x 2 orientations x 4 x 4 positions = 192 images of 8x8.

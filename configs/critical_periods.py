@@ -17,6 +17,8 @@ The paper's setting (All-CNN on CIFAR-10, SGD lr 0.05 x 0.97 per epoch, weight d
 TFDS data_dir): --config=configs/critical_periods.py:cifar10. Note: the paper's All-CNN has batch
 normalisation; infojax's per-example Fisher needs a model without batch statistics, so this uses
 ``allcnn`` without it (``batch_norm=False``, the default).
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -55,6 +57,8 @@ def get_config(arg=None):
   # A deficit is "lasting" when the longest removal's final accuracy is below the clean run's by
   # more than twice the combined seed spread and more than this.
   config.lasting_deficit_threshold = 0.01
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.deficits = ("blur", "label_permutation")

@@ -17,6 +17,8 @@ the authors' code; the seed draws ``xi`` and the rotations). A deficit's effect 
 the final imbalance exceeds that of the run without deficit by more than ``threshold``. The
 paper's config multipath-depth4-analytical.yaml: depth 4, width 100, dt 0.01, T 1000, deficit
 length 150 at 0, 400, 750 (the mode strengths do not depend on the width for this init).
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -38,6 +40,8 @@ def get_config(arg=None):
   config.threshold = 0.05
   config.seed = 0
   config.float64 = True
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.depths = (1, 2)

@@ -13,6 +13,8 @@ every ``record_every`` steps, from the aligned balanced init at ``u0`` and from
 ``num_random_inits`` random inits (entries N(0, u0^(2/D) / hidden_dim); 0: none), in float64
 unless ``float64`` is False. The depth-3 theory integrates tau du/dt = 3 u^(4/3) (s - u) with
 ``ode_substeps`` Runge-Kutta steps per recorded interval.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -34,6 +36,8 @@ def get_config(arg=None):
   config.seed = 0  # the task's singular vectors and the random inits
   config.float64 = True
   config.ode_substeps = 100
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.learning_rate = 4e-3

@@ -9,6 +9,8 @@ A smoke run (seconds): --config=configs/effective_information.py:smoke. A rerun 
 workdir resumes at the first (seed, beta) point it has not written. On several processes add the
 shared flags (--coordinator_address, --num_processes, --process_id): every process computes the
 same sweep and process 0 writes.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -47,6 +49,8 @@ def get_config(arg=None):
   config.num_samples = 16          # weight draws per probe image, for the I(z; x) decoders
   config.decoder_draws = 4         # weight draws per other test image, for the I(z; n) decoders
   config.decoder_l2 = 1e-2
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.image_size = 8

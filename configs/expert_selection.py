@@ -14,6 +14,8 @@ w0 (num_steps Adam steps); for each target and size n in target_num_train every 
 fine-tuned on the n examples (fine_tune_steps steps) and the expert chosen by
 d_sym(expert, target) - alpha d_sym(expert, trivial) (a probe trained on probe_task; each alpha in
 alphas) is scored against the best in the bank, a random choice and training from scratch.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -48,6 +50,8 @@ def get_config(arg=None):
   config.fine_tune_optimizer = config_lib.optimizer_config(name="adam", lr=1e-3)
   config.eval_every = 100               # only the final error is used
   config.alphas = (0.0, 0.15)           # 0: the symmetric distance; 0.15: the paper's choice
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.source_tasks = ("digits/classes_0-4", "digits/classes_5-9", "mnist1d/classes_0-4")

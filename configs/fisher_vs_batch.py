@@ -14,6 +14,8 @@ points already in metrics.jsonl are not recomputed. ``num_steps`` is the toy's S
 ``num_epochs`` the digits training epochs. On several processes add the shared flags
 (--coordinator_address, --num_processes, --process_id): every process computes the same and
 process 0 writes.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -61,6 +63,8 @@ def get_config(arg=None):
   config.digits.protocols = ("epochs", "steps")  # equal epochs (Fig. 4) / equal steps at every B
   config.digits.fixed_steps = 2000    # the steps of protocol "steps"
   config.digits.num_probe = config_dict.placeholder(int)  # Fisher examples; None: all train
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.num_steps = 1000

@@ -14,6 +14,8 @@ at ``tol`` or after ``num_steps``. A rerun in the same workdir resumes per joint
 records are all written are kept). On several processes add the shared flags
 (--coordinator_address, --num_processes, --process_id): every process computes everything and
 process 0 writes.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -48,6 +50,8 @@ def get_config(arg=None):
   config.departure_tol = 1e-6          # I(X;T) above this (nats) counts as departed from 0
   # Joints compiled at XLA optimisation level 0 (faster compiles, slower runs: the small ones).
   config.fast_compile_joints = ("symmetric", "random")
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.joints = ("symmetric", "gaussian")

@@ -14,6 +14,8 @@ A smoke run (seconds): --config=configs/info_plot.py:smoke. Rerun the same comma
 Defaults follow the critical-periods protocol of Achille, Rovere & Soatto (2019): SGD with momentum
 0.9, learning rate 0.05 decayed by 0.97 per epoch, weight decay 0.001, batch size 128; the Fisher is
 measured exactly on a fixed class-balanced probe set from the training split.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections

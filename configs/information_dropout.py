@@ -11,6 +11,8 @@ A smoke run (seconds): --config=configs/information_dropout.py:smoke. A rerun in
 resumes at the first (method, width, beta, seed) point it has not written. On several processes
 add the shared flags (--coordinator_address, --num_processes, --process_id): every process
 computes the same sweep and process 0 writes.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -44,6 +46,8 @@ def get_config(arg=None):
   # Heat maps: the first test images, for the widest network at these betas and the first seed.
   config.num_heatmaps = 6
   config.heatmap_betas = (1e-4, 1e-3)
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.canvas_size = 12

@@ -27,6 +27,8 @@ resumes: the points already in metrics.jsonl are not recomputed. What is measure
 4. ``gibbs``: two equal-loss wells of curvatures 100 and 1 (science.md §2.7): the Gibbs share of
    the sharp well and the ratio of exact escape times at each temperature in ``temperatures``,
    against the Laplace prediction 0.1 / 1.1.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -74,6 +76,8 @@ def get_config(arg=None):
   config.gibbs_grid_points = 3601
   # The number of Euler-Maruyama steps of the longest path (a size for tests/test_configs.py).
   config.num_steps = int(round(max(config.em_times) / config.em_step))
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.grid_lower = -2.53        # spacing 0.05 with start and target on the grid

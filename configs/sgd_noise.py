@@ -13,6 +13,8 @@ gradient covariance ``D`` and the Hessian of the training loss are measured: ``t
 the overlap of their top-k subspaces. The share of ``tr D`` in the top k Ritz values is a lower
 bound on the share in the top k eigenvalues (Cauchy interlacing), so a 90% share is never
 overstated. A rerun in the same workdir measures only missing points.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -33,6 +35,8 @@ def get_config(arg=None):
   config.num_checkpoints = 8
   config.k = 80  # more than 1% of the 7510 weights, to test the low-rank claim
   config.num_iterations = 160
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.num_train = 200

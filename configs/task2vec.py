@@ -9,6 +9,8 @@ A smoke run (seconds): --config=configs/task2vec.py:smoke. A rerun in the same w
 the first (probe, task, method) point it has not written (the probes are read back).
 On several processes add the shared flags (--coordinator_address, --num_processes, --process_id):
 every process computes the same embeddings and process 0 writes.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -50,6 +52,8 @@ def get_config(arg=None):
   config.fisher_examples = 400     # class-balanced images for the Fisher
   config.minibatch_size = 20       # B of the official estimator
   config.mc_samples = 1            # labels per example, for "mc" in methods
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.tasks = ("digits/all", "digits/permuted", "mnist1d/all")

@@ -13,6 +13,8 @@ for every ordered pair (S, T) the expert of S is fine-tuned on fine_tune_num_tra
 (fine_tune_steps steps) and its cost (steps to accuracy_fraction x the accuracy of training T from
 scratch) is set against the Task2Vec distances (a probe trained on probe_task) and the information
 distance I(S T; w) - I(S; w) (a joint network with one head per task, beta, prior_variance).
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -49,6 +51,8 @@ def get_config(arg=None):
   config.beta = 1.0                 # the information distance (summed loss)
   config.prior_variance = 0.1       # lambda^2 of P = N(w0, lambda^2 I)
   config.num_resamples = 1000       # bootstrap resamples and permutations of the rank correlation
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.tasks = ("digits/classes_0-4", "digits/classes_5-9", "mnist1d/classes_0-4")

@@ -9,6 +9,8 @@ A smoke run (seconds): --config=configs/vib.py:smoke. A rerun in the same workdi
 first (setting, seed) point it has not written. On several processes add the shared flags
 (--coordinator_address, --num_processes, --process_id): every process computes the same sweep and
 process 0 writes.
+
+To watch a run live, add --config.tensorboard=True and run tensorboard --logdir WORKDIR.
 """
 
 import ml_collections
@@ -34,6 +36,8 @@ def get_config(arg=None):
   config.batch_size = 100
   config.optimizer = config_lib.optimizer_config(name="adam", lr=1e-3)
   config.test_samples = 12          # codes averaged at test time (Alemi et al.)
+  # Also write TensorBoard event files in WORKDIR/tensorboard (pip install "infojax[tensorboard]").
+  config.tensorboard = False
 
   if arg == "smoke":
     config.seeds = (0,)

@@ -57,11 +57,28 @@ def test_every_config_has_a_smaller_smoke_variant_and_a_launch_command(path):
     train.make_optimizer(full.optimizer, steps_per_epoch=3, num_epochs=full[length])
 
 
+@pytest.mark.parametrize("path", _CONFIG_FILES, ids=os.path.basename)
+def test_every_config_can_write_tensorboard_events_and_does_not_by_default(path):
+  module = _load(path)
+  for config in (module.get_config(), module.get_config("smoke")):
+    assert config.tensorboard is False
+    with pytest.raises(TypeError):  # a boolean field: --config.tensorboard=True parses as one
+      config.tensorboard = "yes"
+
+
+@pytest.mark.parametrize("path", _CONFIG_FILES, ids=os.path.basename)
+def test_every_config_says_how_to_watch_a_run_in_tensorboard(path):
+  doc = _load(path).__doc__
+  assert "--config.tensorboard=True" in doc and "tensorboard --logdir WORKDIR" in doc
+
+
 def test_command_line_overrides_reach_nested_fields(tmp_path):
   config, workdir = _parse(f"--config={_ROOT}/configs/info_plot.py:smoke",
                            "--config.optimizer.lr=0.125", "--config.dataset=cifar10",
-                           "--config.fisher.chunk_size=16", f"--workdir={tmp_path}")
+                           "--config.fisher.chunk_size=16", "--config.tensorboard=True",
+                           f"--workdir={tmp_path}")
   assert config.optimizer.lr == 0.125
+  assert config.tensorboard is True
   assert config.dataset == "cifar10"
   assert config.fisher.chunk_size == 16
   assert config.num_epochs == 2  # still the smoke variant
@@ -102,6 +119,9 @@ def test_prepare_workdir_saves_the_config_and_refuses_a_different_one(tmp_path):
   assert saved["data_dir"] is None
   assert ml_collections.ConfigDict(saved).to_dict() == json.loads(config.to_json())
   # The same config again is fine (a resumed run); a changed one is refused, naming the field.
+  assert config_lib.prepare_workdir(config, workdir) == workdir
+  # TensorBoard only adds output: a run may be resumed with it turned on.
+  config.tensorboard = not config.tensorboard
   assert config_lib.prepare_workdir(config, workdir) == workdir
   config.optimizer.lr = 0.5
   with pytest.raises(ValueError, match=r"optimizer\.lr: 0\.05 -> 0\.5"):

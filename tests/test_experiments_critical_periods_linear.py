@@ -3,11 +3,13 @@ configs/critical_periods_linear.py): records against the authors' per-mode recur
 the summary's verdicts and resume, on the smoke run."""
 
 import json
+import math
 import os
 
 import numpy as np
 import pytest
 
+from infojax import io
 from infojax.experiments import critical_periods_linear
 
 import _configs
@@ -72,6 +74,7 @@ def test_smoke_run_records_plot_summary_and_resume(tmp_path, monkeypatch):
   assert calls == list(config.depths)
   with open(os.path.join(workdir, critical_periods_linear.PLOT_FILE), "rb") as f:
     assert f.read(8) == _PNG
+  assert not os.path.exists(os.path.join(workdir, "tensorboard"))  # off by default
   metrics = os.path.join(workdir, critical_periods_linear.METRICS_FILE)
   original = _lines(metrics)
   records = [json.loads(line) for line in original]
@@ -129,3 +132,33 @@ def test_smoke_run_records_plot_summary_and_resume(tmp_path, monkeypatch):
   calls.clear()
   assert critical_periods_linear.run(config, workdir) == summary
   assert calls == []
+
+
+def test_smoke_run_mirrors_every_record_into_tensorboard_also_after_a_resume(tmp_path):
+  pytest.importorskip("tensorboardX")
+  from infojax.io import tensorboard
+  config = _get_config("smoke")
+  config.tensorboard = True
+  workdir = str(tmp_path / "run")
+  critical_periods_linear.run(config, workdir)
+  metrics = os.path.join(workdir, critical_periods_linear.METRICS_FILE)
+  logdir = os.path.join(workdir, "tensorboard")
+
+  def expected():
+    """Every finite number of record i as the scalar ``<kind>/<field>`` at step i (float32)."""
+    return sorted((f"{record['kind']}/{name}", step, float(np.float32(value)))
+                  for step, record in enumerate(io.read_metrics(metrics))
+                  for name, value in record.items()
+                  if isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+
+  written = expected()
+  assert {step for _, step, _ in written} == set(range(len(_lines(metrics))))  # every record
+  assert sorted(tensorboard.read_scalars(logdir)) == written
+  # Resume after losing the last record: each record is still there once, at its index.
+  lines = _lines(metrics)
+  with open(metrics, "w") as f:
+    f.write("\n".join(lines[:-1]) + "\n")
+  critical_periods_linear.run(config, workdir)
+  assert _lines(metrics) == lines
+  assert sorted(tensorboard.read_scalars(logdir)) == written

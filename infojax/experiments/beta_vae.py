@@ -542,7 +542,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f"{spec.name}, seed {seed}: traversals from one sprite\n(rows by KL; "
                          "factor of largest information)")
       records.extend(chunks + [record])
-      common.write_records(metrics_path, records)   # atomic: a resume point
+      # Atomic: a resume point.
+      common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   runs = [r for r in records if r["kind"] == "run"]
   chunks = [r for r in records if r["kind"] == "chunk"]
   names = [spec.name for spec in specs]

@@ -223,7 +223,8 @@ def _run_deficit(config, kind, runs, setup, workdir, records):
         # Metrics first: a run killed in between resumes from the older checkpoint and redoes
         # the epochs after it, so no metric is lost or doubled.
         others = [r for r in records if r["deficit"] != kind]
-        common.write_records(os.path.join(workdir, METRICS_FILE), others + done)
+        common.write_records(os.path.join(workdir, METRICS_FILE), others + done,
+                             tensorboard=config.tensorboard)
         checkpointer.save(epoch, state)
   finals = [dict(r, kind="final") for r in done if r["epoch"] == r["end"]]
   return done + finals
@@ -371,7 +372,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       continue
     others = [r for r in records if r["deficit"] != kind]
     records = others + _run_deficit(config, kind, runs, setup, workdir, records)
-    common.write_records(path, records)
+    common.write_records(path, records, tensorboard=config.tensorboard)
 
   if not io.is_primary_process():
     return {}

@@ -396,7 +396,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       new = [r for r in unit_records(task, config, depth) if record_key(r) not in present]
       records.extend(new)
       present.update(record_key(r) for r in new)
-      common.write_records(metrics_path, records)  # atomic: a resume point
+      # Atomic: a resume point.
+      common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   s = [float(v) for v in config.singular_values]
   summary, lines = _summarise(records, config, depths, s)
   if not io.is_primary_process():

@@ -391,7 +391,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary[f"seed{seed}_test_accuracy"] = float(final["test_accuracy"])
     if not any(r["seed"] == seed for r in written):
       written.append({"kind": "train", "seed": seed, **final})
-      common.write_records(metrics_path, written + records)
+      common.write_records(metrics_path, written + records, tensorboard=config.tensorboard)
     for index, beta in enumerate(betas):
       if (seed, beta) in done:
         records.append(done[(seed, beta)])
@@ -411,7 +411,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                             decoder_l2=config.decoder_l2,
                             key=jax.random.fold_in(key, 2)))
       records.append(io.to_json_value(record))
-      common.write_records(metrics_path, written + records)   # atomic: a resume point
+      # Atomic: a resume point.
+      common.write_records(metrics_path, written + records, tensorboard=config.tensorboard)
   seeds = list(config.seeds)
   correlations = _correlations(records, layers, seeds)
   reported = ("information_weights_vs_beta", "effective_corrected_vs_beta",

@@ -116,8 +116,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                   initial, expert_params, source_embeddings, probe_params,
                                   alphas))
       records.append(points[-1])
-      common.write_records(metrics_path, records)   # atomic: a resume point
-  common.write_records(metrics_path, records)
+      # Atomic: a resume point.
+      common.write_records(metrics_path, records, tensorboard=config.tensorboard)
+  common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   summary = {}
   for size in config.target_num_train:
     group = [p for p in points if p["num_train"] == size]

@@ -1215,7 +1215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "Sec. 4; science.md §2.10, §15 B.16)"]
 
   def write():
-    common.write_records(metrics_path, records)
+    common.write_records(metrics_path, records, tensorboard=config.tensorboard)
 
   # The digits points first, the toy's last (its points are the cheapest to redo on a resume).
   digits_lines, toy_lines = [], []

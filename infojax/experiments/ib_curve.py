@@ -574,7 +574,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
       key = jax.random.fold_in(jax.random.key(config.seed), JOINTS.index(name))
       by_joint[name] = [io.to_json_value(r) for r in joint_records(name, config, key)]
-    common.write_records(metrics_path, [r for n in by_joint for r in by_joint[n]])
+    common.write_records(metrics_path, [r for n in by_joint for r in by_joint[n]],
+                         tensorboard=config.tensorboard)
   summary, lines = {}, [
       "ib_curve: information bottleneck curves (science.md §8; A.8, B.21). Nats unless said; "
       "beta weighs I(T;Y) in I(X;T) - beta I(T;Y)."]

@@ -697,7 +697,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         record = train_point(config, splits, programs, method=method,
                              filter_percentage=percentage, beta=beta, seed=seed)
       records.append(record)
-      common.write_records(metrics_path, records)   # atomic: a resume point
+      # Atomic: a resume point.
+      common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   summary = summarise(records, config, seeds)
   if not io.is_primary_process():
     return {}

@@ -537,7 +537,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         continue
       records = compute()
       done.update({_key(r): r for r in records})
-      common.write_records(metrics_path, [done[k] for k in order if k in done])
+      common.write_records(metrics_path, [done[k] for k in order if k in done],
+                           tensorboard=config.tensorboard)
     records = [done[k] for k in order]
     summary, lines = summarise(
         config, [r for r in records if r["kind"] == "transition"],

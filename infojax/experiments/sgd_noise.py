@@ -202,7 +202,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       records.append({"kind": "point", "seed": seed, "step": step,
                       "epoch": step / steps_per_epoch, "temperature": temperature,
                       "rank_90": rank_at(values["captured_fraction"]), **values})
-      common.write_records(metrics_path, records)   # atomic: a resume point
+      # Atomic: a resume point.
+      common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   if not io.is_primary_process():
     return {}
   final = [r for r in records if r["step"] == steps[-1]]

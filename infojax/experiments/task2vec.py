@@ -480,10 +480,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "method": method, "num_classes": task.num_classes, "embedding": hessian,
             "norm": float(np.linalg.norm(hessian)), "train_error": train_error,
             "test_error": test_error}))
-        common.write_records(metrics_path, [probe_record] + records)  # a resume point
+        # A resume point.
+        common.write_records(metrics_path, [probe_record] + records, tensorboard=config.tensorboard)
   statistics, summary, matrices = _statistics(config, tasks, records)
   summary["trained_probe_test_accuracy"] = probe_record["test_accuracy"]
-  common.write_records(metrics_path, [probe_record] + records + statistics)
+  common.write_records(metrics_path, [probe_record] + records + statistics,
+                       tensorboard=config.tensorboard)
   if not io.is_primary_process():
     return {}
   _plot_matrices(os.path.join(workdir, MATRIX_PLOT), matrices, names)

@@ -508,7 +508,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       pair = done.get((source.name, target.name)) or computed[source.name]
       records.append(pair)
       pairs.append(pair)
-    common.write_records(metrics_path, records)   # atomic: a resume point per target
+    # Atomic: a resume point per target.
+    common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   rank_key = jax.random.fold_in(jax.random.key(config.seed), 2000)
   correlations, summary = {}, {"num_pairs": len(pairs)}
   for cost_index, cost_name in enumerate(COSTS):

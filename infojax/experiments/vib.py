@@ -331,7 +331,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if record is None:
         record = train_point(config, splits, method=method, beta=beta, seed=seed)
       records.append(record)
-      common.write_records(metrics_path, records)   # atomic: a resume point
+      # Atomic: a resume point.
+      common.write_records(metrics_path, records, tensorboard=config.tensorboard)
   summary = summarise(records, settings, seeds)
   if not io.is_primary_process():
     return {}
