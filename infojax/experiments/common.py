@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.stats
 
 from infojax import data
 from infojax import fisher
@@ -25,6 +26,7 @@ from infojax import likelihoods
 from infojax import models
 from infojax import train
 from infojax import weights
+from infojax.io import tensorboard as tensorboard_lib
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.txt"
@@ -77,18 +79,18 @@ def load_splits(dataset: str, *, data_dir: Optional[str] = None, normalize: bool
 
 def standardise(splits: dict, *, across_processes: bool = False) -> None:
   """Standardises every split's ``image`` in place with the training split's channel mean and std
-  (channels of zero spread keep their scale).
+  (`infojax.data.transforms.standardize`; channels of zero spread keep their scale).
 
   Args:
     splits: ``{split: {"image", ...}}`` with a ``"train"`` split.
     across_processes: each process holds its share of the splits: pool the statistics over the
       processes (`infojax.data.transforms.channel_stats`).
   """
-  mean, std = data.transforms.channel_stats(splits["train"]["image"],
-                                            across_processes=across_processes)
-  std = np.where(std > 0, std, 1.0).astype(np.float32)
-  for arrays in splits.values():
-    arrays["image"] = data.transforms.normalize(arrays["image"], mean=mean, std=std)
+  names = ["train"] + [name for name in splits if name != "train"]
+  standardized = data.transforms.standardize(*(splits[name]["image"] for name in names),
+                                             across_processes=across_processes)
+  for name, images in zip(names, standardized):
+    splits[name]["image"] = images
 
 
 def init_mlp(hidden_sizes: Sequence[int], num_classes: int, input_shape: Sequence[int],
@@ -135,8 +137,13 @@ def as_batch(arrays: dict) -> tuple:
 
 def train_classifier(apply_fn: Callable, params, train_arrays: dict, test_arrays: dict, *,
                      optimizer_config, num_epochs: int, batch_size: int, seed: int,
-                     eval_batch_size: int = 1000):
-  """SGD on the mean cross-entropy with `infojax.train.fit` (in memory, no checkpoints).
+                     eval_batch_size: int = 1000, workdir: Optional[str] = None,
+                     checkpoint_every: int = 1):
+  """SGD on the mean cross-entropy with `infojax.train.fit`.
+
+  In memory by default; with a ``workdir``, `infojax.train.fit` writes its records and orbax
+  checkpoints there, and a rerun with the same arguments resumes from the newest checkpoint to the
+  same weights and history as an uninterrupted run.
 
   Args:
     apply_fn: ``apply_fn(params, inputs) -> logits``.
@@ -145,6 +152,9 @@ def train_classifier(apply_fn: Callable, params, train_arrays: dict, test_arrays
     optimizer_config: see `infojax.train.make_optimizer`.
     num_epochs, batch_size, seed: as in `infojax.train.fit`.
     eval_batch_size: examples per evaluation batch.
+    workdir: where the training's ``metrics.jsonl`` and ``checkpoints/`` go (e.g. a unit's folder
+      in the experiment's workdir); ``None``: in memory.
+    checkpoint_every: epochs per checkpoint, with a ``workdir``.
 
   Returns:
     ``(params, history)``: the trained weights and the per-epoch records, each with the exact
@@ -162,7 +172,9 @@ def train_classifier(apply_fn: Callable, params, train_arrays: dict, test_arrays
       train.classification(apply_fn), optimizer, state, train_data=train_arrays,
       batch_size=batch_size, seed=seed, num_epochs=num_epochs,
       eval_data={"train_eval": train_arrays, "test": test_arrays},
-      eval_batch_size=eval_batch_size, workdir=None, checkpoint_every=0, progress=False)
+      eval_batch_size=eval_batch_size, workdir=workdir,
+      checkpoint_every=checkpoint_every if workdir is not None else 0,
+      max_checkpoints_to_keep=1, progress=False)
   return result.state.params, result.history
 
 
@@ -250,14 +262,26 @@ def beta_grid(beta_max: float, beta_min: float, num_betas: int) -> np.ndarray:
   return np.geomspace(beta_max, beta_min, int(num_betas))
 
 
+SWEEP_DIR = "sweep"
+SWEEP_POINTS_FILE = "points.json"
+
+
 def lagrangian_sweep(loss_fn: Callable, prior_mean, batch, betas, *, prior_variance: float,
                      optimizer: optax.GradientTransformation, num_steps: int, key: jax.Array,
-                     eval_samples: int) -> list:
+                     eval_samples: int, tolerance: Optional[float] = None,
+                     check_every: Optional[int] = None, workdir: Optional[str] = None) -> list:
   """Minimises the information Lagrangian for each ``beta`` from ``Q = P``, warm-started.
 
   The variational estimator: `infojax.weights.trace_structure_function` on the mean loss with
-  ``reduction="sum"`` (``betas`` weigh the summed loss, in nats), ``P = N(w0, lambda^2 I)``. Calls
-  with the same ``loss_fn`` and ``optimizer`` objects (and shapes) share one compilation.
+  ``reduction="sum"`` (``betas`` weigh the summed loss, in nats), ``P = N(w0, lambda^2 I)``, one
+  ``beta`` per call (the largest first) from the previous ``beta``'s Q, with the key
+  ``fold_in(key, k)`` for the k-th: one compiled program for every point, and the same points
+  whether or not the sweep was interrupted. Each fit runs to the convergence criterion of
+  `trace_structure_function` (``tolerance``, ``check_every``) or ``num_steps`` steps.
+
+  With a ``workdir``, after each ``beta`` the points so far are written to
+  ``workdir/sweep/points.json`` (process 0) and Q is saved there with orbax
+  (`infojax.train.Checkpointer`; all processes); a rerun resumes after the newest saved point.
 
   Args:
     loss_fn: ``loss_fn(params, (inputs, labels))``, the mean loss in nats (e.g. `mean_nll_fn`).
@@ -265,45 +289,135 @@ def lagrangian_sweep(loss_fn: Callable, prior_mean, batch, betas, *, prior_varia
     batch: ``(inputs, labels)``, the training set (full-batch steps).
     betas: trade-offs for the summed loss, swept from the largest.
     prior_variance: ``lambda^2``.
-    optimizer: the optimiser of the fit, with ``num_steps`` steps per ``beta`` (e.g.
+    optimizer: the optimiser of the fit, with at most ``num_steps`` steps per ``beta`` (e.g.
       `infojax.train.make_optimizer` with ``steps_per_epoch=1, num_epochs=num_steps``).
-    num_steps: full-batch steps per ``beta``.
+    num_steps: full-batch steps per ``beta`` (the most, with ``tolerance``).
     key: a PRNG key.
     eval_samples: weight draws for the reported ``E_Q L_D``.
+    tolerance, check_every: the convergence criterion (see `trace_structure_function`).
+    workdir: where the sweep checkpoints; ``None``: in memory.
 
   Returns:
     One dict per ``beta`` (largest first): ``beta``, ``information`` (``KL(Q||P)``, nats),
-    ``expected_loss`` (``E_Q L_D``, mean nats per example), ``code_length``
-    (``N E_Q L_D + KL``, nats) and ``information_<layer>``.
+    ``information_distance`` (``||mean - w0||^2 / 2 lambda^2``) and ``information_variance`` (the
+    rest), ``expected_loss`` (``E_Q L_D``, mean nats per example), ``code_length``
+    (``N E_Q L_D + KL``, nats), ``steps`` and ``relative_change`` (the criterion's last value), and
+    ``information_<layer>``.
   """
   num_examples = int(np.shape(batch[1])[0])
-  curve = weights.trace_structure_function(
-      loss_fn, weights.gaussian_posterior(prior_mean, prior_variance),
-      tuple(jnp.asarray(x) for x in batch), betas, key=key, optimizer=optimizer,
-      prior_variance=prior_variance, num_steps=num_steps, prior_mean=prior_mean,
-      eval_samples=eval_samples, reduction="sum", num_examples=num_examples)
-  swept = np.sort(np.asarray(betas, np.float64))[::-1]  # the sweep's order, in float64
-  points = []
-  for k in range(len(swept)):
-    information = float(curve.information[k])
-    expected_loss = float(curve.expected_loss[k])
-    point = {"beta": float(swept[k]), "information": information,
-             "expected_loss": expected_loss,
-             "code_length": num_examples * expected_loss + information}
-    layers = per_layer_values(jax.tree.map(lambda leaf, k=k: leaf[k], curve.information_per_leaf))
-    point.update({f"information_{name}": value for name, value in layers.items()})
-    points.append(point)
+  swept = np.sort(np.asarray(betas, np.float64))[::-1]
+  batch = tuple(jnp.asarray(x) for x in batch)
+  posterior = weights.gaussian_posterior(prior_mean, prior_variance)
+  points, start, checkpointer = [], 0, None
+  if workdir is not None:
+    directory = os.path.join(workdir, SWEEP_DIR)
+    checkpointer = train.Checkpointer(directory, max_to_keep=1)
+    latest = checkpointer.latest_epoch()
+    if latest is not None:
+      posterior = checkpointer.restore(latest, posterior)
+      with open(os.path.join(directory, SWEEP_POINTS_FILE)) as f:
+        points = json.load(f)[:latest + 1]
+      start = latest + 1
+  try:
+    for k in range(start, len(swept)):
+      curve, posterior = weights.trace_structure_function(
+          loss_fn, posterior, batch, swept[k:k + 1], key=jax.random.fold_in(key, k),
+          optimizer=optimizer, prior_variance=prior_variance, num_steps=num_steps,
+          prior_mean=prior_mean, eval_samples=eval_samples, reduction="sum",
+          num_examples=num_examples, tolerance=tolerance, check_every=check_every,
+          return_posterior=True)
+      points.append(_sweep_point(curve, float(swept[k]), num_examples))
+      if checkpointer is not None:
+        _write_json(os.path.join(workdir, SWEEP_DIR, SWEEP_POINTS_FILE), points)
+        checkpointer.save(k, posterior)
+  finally:
+    if checkpointer is not None:
+      checkpointer.close()
   return points
 
 
-def write_records(path: str, records: Sequence[dict]) -> None:
-  """Writes records as JSON lines (process 0 only), replacing the file."""
+def _sweep_point(curve, beta: float, num_examples: int) -> dict:
+  """A `lagrangian_sweep` record from a one-point `StructureFunction`."""
+  information = float(curve.information[0])
+  distance = float(curve.distance[0])
+  expected_loss = float(curve.expected_loss[0])
+  point = {"beta": beta, "information": information, "information_distance": distance,
+           "information_variance": information - distance, "expected_loss": expected_loss,
+           "code_length": num_examples * expected_loss + information,
+           "steps": int(curve.steps[0]), "relative_change": float(curve.relative_change[0])}
+  layers = per_layer_values(jax.tree.map(lambda leaf: leaf[0], curve.information_per_leaf))
+  point.update({f"information_{name}": value for name, value in layers.items()})
+  return point
+
+
+def _write_json(path: str, value) -> None:
+  """Writes ``value`` as JSON atomically (process 0 only)."""
+  if not io.is_primary_process():
+    return
+  temporary = path + ".tmp"
+  with open(temporary, "w") as f:
+    json.dump(io.to_json_value(value), f)
+  os.replace(temporary, path)
+
+
+def mean_interval(values, *, confidence: float = 0.95) -> tuple:
+  """The mean over seeds and its Student-t confidence interval.
+
+  Args:
+    values: ``(n,)`` finite values, one per seed.
+    confidence: the interval's coverage, in (0, 1).
+
+  Returns:
+    ``(mean, low, high)`` floats: ``mean -+ t_{(1+confidence)/2, n-1} s / sqrt(n)`` with ``s``
+    the sample standard deviation; ``low = high = mean`` for a single value.
+  """
+  values = np.asarray(values, np.float64)
+  if values.ndim != 1 or values.size < 1 or not np.all(np.isfinite(values)):
+    raise ValueError(f"mean_interval: values must be a non-empty 1-D array of finite numbers; got "
+                     f"{values!r}.")
+  if not 0 < confidence < 1:
+    raise ValueError(f"mean_interval: confidence must be in (0, 1); got {confidence}.")
+  mean = float(np.mean(values))
+  if values.size == 1:
+    return mean, mean, mean
+  half = float(scipy.stats.t.ppf(0.5 + confidence / 2, values.size - 1)
+               * np.std(values, ddof=1) / np.sqrt(values.size))
+  return mean, mean - half, mean + half
+
+
+def saved_records(path: str) -> list:
+  """The records of an existing metrics file (a resumed run's), or ``[]``."""
+  return io.read_metrics(path) if os.path.exists(path) else []
+
+
+_MIRRORED = {}  # metrics path -> records this process mirrored (write_records(tensorboard=True))
+
+
+def write_records(path: str, records: Sequence[dict], *, tensorboard: bool = False) -> None:
+  """Writes records as JSON lines (process 0 only), replacing the file.
+
+  With ``tensorboard``, the records are also mirrored as TensorBoard scalars
+  (`infojax.io.tensorboard.EventWriter`, the optional tensorboardX) in the ``tensorboard`` folder
+  next to ``path``, at step = the record's index, so a run can be watched live: each call writes,
+  in a new event file closed before it returns, the records beyond those this process already
+  mirrored. A process's first call (or one with fewer records than mirrored) starts with a purge
+  marker at its first step, so a resumed run's events replace the interrupted run's.
+  """
   if not io.is_primary_process():
     return
   temporary = path + ".tmp"
   with open(temporary, "w") as f:
     f.writelines(json.dumps(io.to_json_value(record)) + "\n" for record in records)
   os.replace(temporary, path)
+  if tensorboard:
+    mirrored = _MIRRORED.get(path)
+    purge = mirrored is None or mirrored > len(records)
+    start = 0 if mirrored is None else min(mirrored, len(records))
+    logdir = os.path.join(os.path.dirname(os.path.abspath(path)), tensorboard_lib.TENSORBOARD_DIR)
+    with tensorboard_lib.EventWriter(logdir, purge_step=start if purge else None) as writer:
+      for index in range(start, len(records)):
+        writer.write(records[index], step=index)
+    _MIRRORED[path] = len(records)
 
 
 @functools.lru_cache(maxsize=None)
