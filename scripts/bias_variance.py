@@ -2,7 +2,7 @@
 
   python scripts/bias_variance.py --config=configs/bias_variance.py --workdir=/tmp/bias_variance
 
-See configs/bias_variance.py for the options.
+See configs/bias_variance.py for the options. A rerun in the same workdir resumes.
 """
 
 from absl import app
