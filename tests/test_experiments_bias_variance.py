@@ -72,7 +72,7 @@ def test_occam_prior_variance_minimises_the_union_bounded_code_length():
 def test_bad_configs_are_refused():
   for field, value, match in [("widths", (), "widths must be distinct positive"),
                               ("widths", (4, 4), "widths must be distinct positive"),
-                              ("seeds", (), "seeds must be distinct"),
+                              ("seeds", (), "seeds must be a non-empty"),
                               ("prior_variance_grid_size", 0, "prior_variance_grid_size")]:
     config = _configs.get_config("bias_variance", "smoke")
     with config.unlocked():

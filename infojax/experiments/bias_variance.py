@@ -167,10 +167,7 @@ def _checked_config(config) -> tuple:
   if not widths or any(w < 1 for w in widths) or len(set(widths)) < len(widths):
     raise ValueError(f"bias_variance: widths must be distinct positive integers; got "
                      f"{config.widths}.")
-  seeds = [int(s) for s in config.seeds]
-  if not seeds or len(set(seeds)) < len(seeds):
-    raise ValueError(f"bias_variance: seeds must be distinct integers, at least one; got "
-                     f"{config.seeds}.")
+  seeds = common.check_seeds("bias_variance", config.seeds)
   grid = prior_variance_grid(config.prior_variance_grid_min, config.prior_variance_grid_max,
                              config.prior_variance_grid_size)
   return widths, seeds, grid

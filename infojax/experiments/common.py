@@ -93,6 +93,20 @@ def standardise(splits: dict, *, across_processes: bool = False) -> None:
     splits[name]["image"] = images
 
 
+def check_seeds(experiment: str, seeds) -> list:
+  """``config.seeds`` validated: a non-empty sequence of distinct non-negative ints.
+
+  Raises:
+    ValueError: naming ``seeds`` and the experiment.
+  """
+  values = list(seeds) if isinstance(seeds, (list, tuple)) else None
+  if (not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values)
+      or len(set(values)) < len(values)):
+    raise ValueError(f"{experiment}: seeds must be a non-empty list of distinct non-negative ints; "
+                     f"got {seeds!r}.")
+  return values
+
+
 def init_mlp(hidden_sizes: Sequence[int], num_classes: int, input_shape: Sequence[int],
              key: jax.Array):
   """An `infojax.models.MLP` and its initial weights ``w0``.

@@ -472,11 +472,7 @@ def _check_config(config, betas):
       fractions):
     raise ValueError(f"random_labels: fractions must be a non-empty list of distinct values in "
                      f"[0, 1]; got {config.fractions}.")
-  seeds = list(config.seeds)
-  if (not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
-      or len(set(seeds)) < len(seeds)):
-    raise ValueError(f"random_labels: seeds must be a non-empty list of distinct non-negative "
-                     f"ints; got {config.seeds}.")
+  seeds = common.check_seeds("random_labels", config.seeds)
   for beta in config.sweep.report_betas:
     if not any(math.isclose(beta, b) for b in betas):
       raise ValueError(f"random_labels: sweep.report_betas must be points of the beta grid "

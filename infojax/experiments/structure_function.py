@@ -173,14 +173,6 @@ def _optimizer(optimizer_json: str, num_steps: int):
                               steps_per_epoch=1, num_epochs=num_steps)
 
 
-def _check(config) -> None:
-  seeds = tuple(config.seeds)
-  if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or (
-      len(set(seeds)) != len(seeds)):
-    raise ValueError(f"structure_function: seeds must be distinct non-negative ints (at least "
-                     f"one); got {config.seeds!r}.")
-
-
 def _trace_unit(config, workdir, dataset, dataset_index, seed, labels_index, splits):
   """Traces one unit's curve (resuming from its checkpoints) and returns its records."""
   num_classes = data.dataset_info(dataset, data_dir=config.data_dir).num_classes
@@ -345,7 +337,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     hull slopes around the hull knee; the ends of the sweep) the mean over the seeds and its
     ``_low`` and ``_high`` 95% t interval; ``<dataset>_num_train``; and the `convergence` numbers.
   """
-  _check(config)
+  common.check_seeds("structure_function", config.seeds)
   workdir = config_lib.prepare_workdir(config, workdir)
   metrics_path = os.path.join(workdir, METRICS_FILE)
   saved = common.saved_records(metrics_path)
