@@ -57,6 +57,10 @@ def test_smoke_run_writes_measurements_and_resumes(tmp_path, monkeypatch):
     # Pseudo-determinants: at most the 3 logits; the first convolution (4x4x2 activations for
     # 8x8 inputs) at most 32.
     assert 0 <= record["Dense_0_rank"] <= 3 and 0 < record["Conv_0_rank"] <= 32
+    # KL(Q||P) = the mean's distance term + the variances' term, each non-negative.
+    assert 0 < record["information_distance"] < record["information"]
+    assert record["information_variance"] == pytest.approx(
+        record["information"] - record["information_distance"])
   # The prior pulls harder at larger beta: less information in the weights.
   assert records[-1]["information"] < records[1]["information"]
   for name in ("Conv_0_information_weights_vs_beta", "Dense_0_effective_printed_vs_beta"):

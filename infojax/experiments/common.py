@@ -209,6 +209,13 @@ def true_fisher_diagonal(apply_fn: Callable, params, batch, *, chunk_size: Optio
                          kind="true", chunk_size=chunk_size)
 
 
+def distance_term(mean, prior_mean, prior_variance: float) -> float:
+  """``||mean - w0||^2 / (2 lambda^2)`` (nats): the part of ``KL(Q || N(w0, lambda^2 I))`` that the
+  mean of ``Q`` pays, whatever its variances (the rest is the variances' part)."""
+  squared = weights.total(jax.tree.map(lambda w, w0: jnp.square(w - w0), mean, prior_mean))
+  return float(squared) / (2.0 * prior_variance)
+
+
 def gaussian_information_terms(curvature, params, *, num_examples: int, beta: float,
                                prior_variance: float, prior_mean) -> dict:
   """The closed-form Gaussian information in the weights around trained weights ``w*``, split up.
@@ -235,10 +242,8 @@ def gaussian_information_terms(curvature, params, *, num_examples: int, beta: fl
   per_leaf = weights.gaussian_information(curvature, params, beta=beta_mean,
                                           prior_variance=prior_variance, prior_mean=prior_mean,
                                           per_leaf=True)
-  squared_distance = weights.total(jax.tree.map(lambda w, w0: jnp.square(w - w0), params,
-                                                prior_mean))
   information = float(weights.total(per_leaf))
-  mean_term = float(squared_distance) / (2.0 * prior_variance)
+  mean_term = distance_term(params, prior_mean, prior_variance)
   result = {"information": information, "information_mean_term": mean_term,
             "information_curvature_term": information - mean_term}
   result.update({f"information_{name}": value
