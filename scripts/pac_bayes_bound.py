@@ -1,4 +1,6 @@
-"""A non-vacuous PAC-Bayes bound on binary digits (Dziugaite & Roy 2017), vacuous on random labels.
+"""Non-vacuous PAC-Bayes bounds on binary digits (Dziugaite & Roy 2017; Perez-Ortiz et al. 2021's
+f_quad and f_lambda; priors at the initialisation and data-dependent), vacuous on random labels,
+over seeds. A rerun in the same workdir resumes.
 
   python scripts/pac_bayes_bound.py --config=configs/pac_bayes_bound.py \
       --workdir=/tmp/pac_bayes_bound
