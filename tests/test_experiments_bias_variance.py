@@ -1,6 +1,5 @@
 """Tests for the bias_variance experiment (infojax.experiments.bias_variance)."""
 
-import json
 import math
 import os
 
@@ -12,14 +11,6 @@ from infojax import train
 from infojax.experiments import bias_variance
 
 import _configs
-
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:the load_module\(\) method is deprecated:DeprecationWarning")  # ml_collections
-
-
-def _records(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def test_prior_variance_grid_is_log_uniform_and_checked():
@@ -86,7 +77,7 @@ def test_smoke_run_reports_seeds_with_spread_and_resumes_after_a_kill(tmp_path, 
   with config.unlocked():
     config.seeds = (0, 1)
   summary = bias_variance.run(config, str(tmp_path / "whole"))
-  records = _records(tmp_path / "whole")
+  records = _configs.read_records(tmp_path / "whole")
   widths, seeds = list(config.widths), list(config.seeds)
   points = [r for r in records if r["kind"] == "width"]
   assert [(p["seed"], p["width"]) for p in points] == [(s, w) for s in seeds for w in widths]
@@ -148,7 +139,7 @@ def test_smoke_run_reports_seeds_with_spread_and_resumes_after_a_kill(tmp_path, 
   monkeypatch.setattr(train.Checkpointer, "save", killing_save)
   with pytest.raises(KeyboardInterrupt):
     bias_variance.run(config, str(tmp_path / "killed"))
-  assert [r["kind"] for r in _records(tmp_path / "killed")].count("width") == 1
+  assert [r["kind"] for r in _configs.read_records(tmp_path / "killed")].count("width") == 1
   del saves[:]
 
   def counting_save(self, epoch, tree):
@@ -160,4 +151,4 @@ def test_smoke_run_reports_seeds_with_spread_and_resumes_after_a_kill(tmp_path, 
   assert saves[0][1] == 4 and "seed_0/width_16" in saves[0][0]
   assert not any(f"{os.sep}seed_0{os.sep}width_2{os.sep}" in directory + os.sep
                  for directory, _ in saves)  # the completed unit is not retrained
-  assert _records(tmp_path / "killed") == records
+  assert _configs.read_records(tmp_path / "killed") == records

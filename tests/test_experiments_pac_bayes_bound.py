@@ -1,7 +1,6 @@
 """Tests for the pac_bayes_bound experiment (infojax.experiments.pac_bayes_bound,
 configs/pac_bayes_bound.py)."""
 
-import json
 import math
 import os
 
@@ -17,16 +16,6 @@ from infojax.experiments import common
 from infojax.experiments import pac_bayes_bound
 
 import _configs
-
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:the load_module\(\) method is deprecated:DeprecationWarning")  # ml_collections
-
-_PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _records(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def _binary_kl(q, p):
@@ -148,7 +137,7 @@ def test_smoke_certifies_real_labels_below_random_labels_and_resumes(tmp_path, m
   assert config.objectives == ("dziugaite_roy", "f_lambda_data_dependent")
   assert len(config.seeds) == 1
   summary = pac_bayes_bound.run(config, str(tmp_path / "whole"))
-  records = _records(tmp_path / "whole")
+  records = _configs.read_records(tmp_path / "whole")
   kinds = [r["kind"] for r in records]
   units = [(labels, o) for labels in config.labels for o in config.objectives]
   assert kinds.count("sgd") == 2 * (config.num_epochs + 1)
@@ -181,7 +170,7 @@ def test_smoke_certifies_real_labels_below_random_labels_and_resumes(tmp_path, m
   assert summary["real_dziugaite_roy_train_error"] < 0.2
   assert summary["random_dziugaite_roy_train_error"] > 0.3
   with open(tmp_path / "whole" / "pac_bayes_bound.png", "rb") as f:
-    assert f.read(8) == _PNG
+    assert f.read(8) == _configs.PNG_SIGNATURE
   text = (tmp_path / "whole" / "summary.txt").read_text()
   assert "PAC-Bayes-kl bound" in text and "0.161" in text and "test-set bound" in text
   assert "real labels: the data-dependent prior (f_lambda_data_dependent" in text
@@ -209,7 +198,7 @@ def test_smoke_certifies_real_labels_below_random_labels_and_resumes(tmp_path, m
   assert pac_bayes_bound.run(config, str(tmp_path / "killed")) == summary
   assert saves[0] == ("seed0_real/pac_bayes_f_lambda_data_dependent", 200)
   assert len(saves) == 1 + 2 * 2
-  assert _records(tmp_path / "killed") == records
+  assert _configs.read_records(tmp_path / "killed") == records
 
 
 def test_bad_configs():

@@ -16,21 +16,6 @@ from infojax.experiments import random_labels
 
 import _configs
 
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:the load_module\(\) method is deprecated:DeprecationWarning")  # ml_collections
-
-_PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _records(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
-def _assert_png(path):
-  with open(path, "rb") as f:
-    assert f.read(8) == _PNG, path
-
 
 def _loop_transition(betas, losses):
   """The largest drop of the loss between neighbouring betas, by an explicit loop."""
@@ -84,7 +69,7 @@ def test_random_labels_smoke_pays_information_for_noise_and_resumes(tmp_path, mo
   config = _configs.get_config("random_labels", "smoke")
   seeds, fractions = list(config.seeds), list(config.fractions)
   summary = random_labels.run(config, str(tmp_path / "whole"))
-  records = _records(tmp_path / "whole")
+  records = _configs.read_records(tmp_path / "whole")
   memorised = [r for r in records if r["kind"] == "memorisation"]
   units = [(s, f) for s in seeds for f in fractions]
   assert [(r["seed"], r["fraction"]) for r in memorised] == units
@@ -146,7 +131,7 @@ def test_random_labels_smoke_pays_information_for_noise_and_resumes(tmp_path, mo
   assert "phase transition at beta = 1" in text and "reproduce" in text and "+-" in text
   assert f"{summary['capped_fits']} of {len(fits)} fits hit the step cap" in text
   for name in ("information", "phase_transition", "memorisation"):
-    _assert_png(tmp_path / "whole" / f"random_labels_{name}.png")
+    _configs.assert_png(tmp_path / "whole" / f"random_labels_{name}.png")
 
   # Kill the run inside the second unit's SGD (save 8: units save 3 SGD epochs, then 3 betas),
   # then, rerun, inside the third unit's sweep; the last rerun trains only what is left and ends
@@ -202,9 +187,9 @@ def test_script_runs_from_the_command_line(tmp_path):
   with open(tmp_path / "config.json") as f:
     saved = json.load(f)
   assert saved["fractions"] == [1.0] and saved["seeds"] == [3]
-  records = _records(tmp_path)
+  records = _configs.read_records(tmp_path)
   assert [r["kind"] for r in records] == ["sgd", "sgd", "memorisation", "sweep"]
   assert {r["seed"] for r in records} == {3}
   assert os.listdir(tmp_path / "tensorboard")  # the records mirrored for TensorBoard
   for name in ("information", "phase_transition", "memorisation"):
-    _assert_png(tmp_path / f"random_labels_{name}.png")
+    _configs.assert_png(tmp_path / f"random_labels_{name}.png")

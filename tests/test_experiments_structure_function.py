@@ -1,8 +1,6 @@
 """Tests for the structure_function experiment (infojax.experiments.structure_function)."""
 
-import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -12,16 +10,6 @@ from infojax import train
 from infojax.experiments import structure_function
 
 import _configs
-
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:the load_module\(\) method is deprecated:DeprecationWarning")  # ml_collections
-
-_PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _records(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def _brute_force_knees(points, num_examples, tolerance):
@@ -122,7 +110,7 @@ def test_smoke_run_reports_both_knees_over_seeds_and_resumes(tmp_path, monkeypat
   summary = structure_function.run(config, str(tmp_path / "whole"))
   num_units = len(config.datasets) * len(config.seeds) * len(structure_function.LABELS)
   assert len(saves) == num_units * config.num_betas  # one checkpoint per beta
-  records = _records(tmp_path / "whole")
+  records = _configs.read_records(tmp_path / "whole")
   assert [r["kind"] for r in records].count("curve") == num_units
   for dataset in config.datasets:
     num_train = summary[f"{dataset}_num_train"]
@@ -162,7 +150,7 @@ def test_smoke_run_reports_both_knees_over_seeds_and_resumes(tmp_path, monkeypat
         assert summary[f"{name}_{quantity}_high"] >= max(seeds)
     assert finals["random"] > finals["real"]
     with open(tmp_path / "whole" / structure_function.plot_file(dataset), "rb") as f:
-      assert f.read(8) == _PNG
+      assert f.read(8) == _configs.PNG_SIGNATURE
   (check,) = [r for r in records if r["kind"] == "convergence"]
   assert check["num_fits"] == num_units * config.num_betas == summary["num_fits"]
   text = (tmp_path / "whole" / "summary.txt").read_text()
@@ -181,7 +169,8 @@ def test_smoke_run_reports_both_knees_over_seeds_and_resumes(tmp_path, monkeypat
   monkeypatch.setattr(train.Checkpointer, "save", killing_save)
   with pytest.raises(KeyboardInterrupt):
     structure_function.run(config, str(tmp_path / "killed"))
-  assert len(_records(tmp_path / "killed")) == config.num_betas + 1  # the first unit only
+  # The first unit only.
+  assert len(_configs.read_records(tmp_path / "killed")) == config.num_betas + 1
   killed_in = saves[-1]
   saves.clear()
   monkeypatch.setattr(train.Checkpointer, "save", counting_save)

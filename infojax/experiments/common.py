@@ -369,14 +369,18 @@ def _sweep_point(curve, beta: float, num_examples: int) -> dict:
   return point
 
 
-def _write_json(path: str, value) -> None:
-  """Writes ``value`` as JSON atomically (process 0 only)."""
-  if not io.is_primary_process():
-    return
+def _replace_file(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically (a temporary file, then a rename)."""
   temporary = path + ".tmp"
   with open(temporary, "w") as f:
-    json.dump(io.to_json_value(value), f)
+    f.write(text)
   os.replace(temporary, path)
+
+
+def _write_json(path: str, value) -> None:
+  """Writes ``value`` as JSON atomically (process 0 only)."""
+  if io.is_primary_process():
+    _replace_file(path, json.dumps(io.to_json_value(value)))
 
 
 def mean_interval(values, *, confidence: float = 0.95) -> tuple:
@@ -424,10 +428,7 @@ def write_records(path: str, records: Sequence[dict], *, tensorboard: bool = Fal
   """
   if not io.is_primary_process():
     return
-  temporary = path + ".tmp"
-  with open(temporary, "w") as f:
-    f.writelines(json.dumps(io.to_json_value(record)) + "\n" for record in records)
-  os.replace(temporary, path)
+  _replace_file(path, "".join(json.dumps(io.to_json_value(record)) + "\n" for record in records))
   if tensorboard:
     mirrored = _MIRRORED.get(path)
     purge = mirrored is None or mirrored > len(records)

@@ -36,26 +36,31 @@ def _process_local(x) -> bool:
 
 
 def _replicated_sharding():
+  """Replication over every device of every process (built once per save or restore)."""
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
 def _global(tree):
   """Process-local leaves as global arrays replicated over every device (identity on 1 process)."""
+  if jax.process_count() == 1:
+    return tree
+  replicated = _replicated_sharding()
 
   def convert(x):
     if not _process_local(x):
       return x
     value = np.asarray(x)
-    return jax.make_array_from_callback(value.shape, _replicated_sharding(),
-                                        lambda index: value[index])
+    return jax.make_array_from_callback(value.shape, replicated, lambda index: value[index])
 
   return jax.tree.map(convert, tree)
 
 
 def _abstract(tree):
+  replicated = _replicated_sharding() if jax.process_count() > 1 else None
+
   def abstract(x):
-    sharding = _replicated_sharding() if _process_local(x) else getattr(x, "sharding", None)
+    sharding = replicated if _process_local(x) else getattr(x, "sharding", None)
     return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
 
   return jax.tree.map(abstract, tree)
